@@ -54,6 +54,11 @@ class SynthConfig:
     max_segment_s: int = 15
     broken_videos: bool = True  # add one truncated and one corrupt file to the YouCookII set
 
+    def __post_init__(self) -> None:
+        _require(1 <= self.min_segments <= self.max_segments, "min_segments <= max_segments")
+        _require(1 <= self.min_segment_s <= self.max_segment_s, "min_segment_s <= max_segment_s")
+        _require(self.width >= 16 and self.height >= 16 and self.fps >= 1, "a frame size >= 16")
+
 
 @dataclass(frozen=True)
 class DecodeConfig:
@@ -66,6 +71,16 @@ class DecodeConfig:
     workers: int = 0  # parallel decoder processes; 0 = one per CPU core
     max_bad_share: float = 0.25  # fail the stage when more videos than this share are bad
 
+    def __post_init__(self) -> None:
+        # S3D-G's space-to-depth stem halves time and space: both must be even.
+        _require(
+            self.frames_per_second >= 2 and self.frames_per_second % 2 == 0,
+            f"frames_per_second even and >= 2, found {self.frames_per_second}",
+        )
+        _require(self.size >= 32 and self.size % 2 == 0, f"size even and >= 32, found {self.size}")
+        _require(self.videos_per_shard >= 1, "videos_per_shard >= 1")
+        _require(0.0 <= self.max_bad_share <= 1.0, "max_bad_share between 0 and 1")
+
 
 @dataclass(frozen=True)
 class ExtractConfig:
@@ -77,6 +92,9 @@ class ExtractConfig:
     device: Literal["auto", "cpu", "cuda"] = "auto"
     threads: int = 0  # torch CPU threads; 0 = all cores
 
+    def __post_init__(self) -> None:
+        _require(self.batch_seconds >= 1, "batch_seconds >= 1")
+
 
 @dataclass(frozen=True)
 class Config:
@@ -85,6 +103,11 @@ class Config:
     synth: SynthConfig = field(default_factory=SynthConfig)
     decode: DecodeConfig = field(default_factory=DecodeConfig)
     extract: ExtractConfig = field(default_factory=ExtractConfig)
+
+
+def _require(condition: bool, expectation: str) -> None:
+    if not condition:
+        raise ConfigError(f"expected {expectation}")
 
 
 def preset_path(name_or_path: str) -> Path:
@@ -151,7 +174,10 @@ def _build(cls: type, data: Any, key: str, source: str) -> Any:
             values[name] = _coerce(hints[name], data[name], _join(key, name), source)
         elif _is_required(fields[name]):
             raise ConfigError(f"{source}: missing key {_join(key, name)}")
-    return cls(**values)
+    try:
+        return cls(**values)
+    except ConfigError as error:
+        raise ConfigError(f"{source}: {where}: {error}") from None
 
 
 def _coerce(hint: Any, value: Any, key: str, source: str) -> Any:

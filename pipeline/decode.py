@@ -1,0 +1,224 @@
+"""Decode stage: raw videos → one-second uint8 clips in HDF5 frame shards (DESIGN.md §3, §4).
+
+The stage is split so an orchestrator can fan out one task per shard:
+`plan_decode` (which videos still need decoding, grouped into shards) → `decode_shard` (one
+shard, any process) → `finish_decode` (the `decode.parquet` status table and the bad-share
+check). `run_decode` does all three, with one decoder process per core.
+
+Bad videos never stop the stage: each gets a status row with its reason. The stage fails only
+when their share exceeds `decode.max_bad_share`, and then names them; shards already finished
+stay in the pool, so a rerun after fixing the inputs redoes nothing that succeeded.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import time
+from collections.abc import Iterable
+from concurrent.futures import ProcessPoolExecutor, as_completed
+from dataclasses import asdict, dataclass
+from multiprocessing import get_context
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+
+from pipeline.config import DecodeConfig, section_dict
+from pipeline.decoders import decode_video
+from pipeline.stage import StageResult, StageSpec, run_cached
+from storage.digests import code_digest
+from storage.layout import Manifest, cache_key
+from storage.pool import ShardPool, ShardRecord, chunk
+from storage.shards import FrameShardWriter
+from storage.tables import read_table, write_table
+
+log = logging.getLogger(__name__)
+
+MODULES = ("pipeline.decode", "pipeline.decoders", "pipeline.probe", "storage")
+# Fields that change the decoded pixels; the rest only change how the work is scheduled.
+CONTENT_FIELDS = ("backend", "frames_per_second", "size")
+FINGERPRINT = ("video_id", "bytes", "mtime")  # a video already decoded with the same file
+STATUS_COLUMNS = [
+    "video_id",
+    "status",
+    "error",
+    "duration_s",
+    "native_fps",
+    "codec",
+    "n_seconds",
+    "shard",
+    "shard_digest",
+]
+
+
+class DecodeStageError(RuntimeError):
+    """Too many videos could not be decoded."""
+
+
+@dataclass(frozen=True)
+class DecodeTask:
+    """One shard of work: decode `videos` into the shard `name` of the pool at `pool`."""
+
+    pool: str
+    name: str
+    videos: list[dict[str, Any]]  # video_id, path, bytes, mtime
+
+
+def decode_pool(artifacts: Path, config: DecodeConfig) -> ShardPool:
+    """The frame-shard pool shared by every decode run with the same pixels and code."""
+    content = {name: getattr(config, name) for name in CONTENT_FIELDS}
+    key = cache_key("decode-pool", content, [], code_digest(MODULES))
+    return ShardPool(artifacts / "decode" / f"pool-{key}", prefix="frames")
+
+
+def plan_decode(
+    videos: pd.DataFrame, pool: ShardPool, config: DecodeConfig
+) -> tuple[dict[str, ShardRecord], list[DecodeTask]]:
+    """Videos already in a complete shard (video_id → its record), and shards still to decode."""
+    done: dict[tuple, ShardRecord] = {}
+    for record in pool.records():
+        for row in record.rows:
+            done.setdefault(_fingerprint(row), record)
+    reused = {}
+    todo = []
+    for video in videos.to_dict("records"):
+        record = done.get(_fingerprint(video))
+        if record is None:
+            todo.append({key: video[key] for key in ("video_id", "path", "bytes", "mtime")})
+        else:
+            reused[video["video_id"]] = record
+    groups = chunk(todo, config.videos_per_shard)
+    names = pool.numbered_names(len(groups))
+    folder = str(pool.folder)
+    tasks = [DecodeTask(folder, name, group) for name, group in zip(names, groups, strict=True)]
+    return reused, tasks
+
+
+def decode_shard(task: DecodeTask, config: DecodeConfig) -> ShardRecord:
+    """Decode every video of `task` into one frame shard and record each video's outcome."""
+    pool = ShardPool(Path(task.pool), prefix="frames")
+    path = pool.shard_path(task.name)
+    attrs = {name: getattr(config, name) for name in CONTENT_FIELDS}
+    rows = []
+    with FrameShardWriter(path, config.frames_per_second, config.size, attrs) as writer:
+        for video in task.videos:
+            outcome = decode_video(Path(video["path"]), video["video_id"], writer, config)
+            rows.append({**video, **asdict(outcome)})
+            if outcome.status != "ok":
+                log.warning("%s: %s (%s)", video["video_id"], outcome.status, outcome.error)
+        digest = writer.commit()
+    record = ShardRecord(name=task.name, file=path.name, digest=digest, rows=rows, info=attrs)
+    return pool.commit(record)
+
+
+def finish_decode(
+    videos: pd.DataFrame, records: dict[str, ShardRecord], pool: ShardPool, folder: Path
+) -> pd.DataFrame:
+    """One status row per video of this dataset, pointing at the shard that holds it."""
+    rows = []
+    for video in videos.to_dict("records"):
+        record = records[video["video_id"]]
+        facts = next(r for r in record.rows if _fingerprint(r) == _fingerprint(video))
+        shard = os.path.relpath(pool.folder / record.file, folder)
+        rows.append({**{c: facts[c] for c in STATUS_COLUMNS[:7]}, "shard": shard})
+        rows[-1]["shard_digest"] = record.digest
+    return pd.DataFrame(rows, columns=STATUS_COLUMNS)
+
+
+def check_bad_share(table: pd.DataFrame, config: DecodeConfig, dataset: str) -> None:
+    """Raise when more than `max_bad_share` of the videos failed, naming them and why."""
+    failed = table[table.status == "failed"]
+    if len(table) == 0 or len(failed) / len(table) <= config.max_bad_share:
+        return
+    listed = "; ".join(f"{r.video_id}: {r.error}" for r in failed.head(20).itertuples())
+    more = f" (and {len(failed) - 20} more)" if len(failed) > 20 else ""
+    raise DecodeStageError(
+        f"decode of dataset {dataset!r}: {len(failed)} of {len(table)} videos failed "
+        f"({len(failed) / len(table):.0%}), above decode.max_bad_share={config.max_bad_share}: "
+        f"{listed}{more}"
+    )
+
+
+def run_decode(name: str, ingest: Manifest, config: DecodeConfig, artifacts: Path) -> Manifest:
+    """Decode every video of an ingested dataset (cached; only new videos are decoded)."""
+    section = {"dataset": name, **section_dict(config)}
+    section.pop("workers")
+    spec = StageSpec("decode", section, [ingest], MODULES)
+
+    def build(folder: Path) -> StageResult:
+        videos = read_table(ingest.output("videos"))
+        pool = decode_pool(artifacts, config)
+        pool.clean()
+        records, tasks = plan_decode(videos, pool, config)
+        log.info(
+            "decode %s: %d videos, %d already decoded, %d shards to decode",
+            name,
+            len(videos),
+            len(records),
+            len(tasks),
+        )
+        for record in decode_shards(tasks, config):
+            records.update({row["video_id"]: record for row in record.rows})
+        table = finish_decode(videos, records, pool, folder)
+        check_bad_share(table, config, name)
+        write_table(table, folder / "decode.parquet")
+        return StageResult(outputs={"decode": "decode.parquet"}, info=_summary(name, table, config))
+
+    return run_cached(artifacts, spec, build)
+
+
+def decode_shards(tasks: list[DecodeTask], config: DecodeConfig) -> Iterable[ShardRecord]:
+    """Decode shards in up to `config.workers` processes (0 = one per core), as they finish.
+
+    One single-threaded ffmpeg per process and one process per core is the measured best use of
+    cores here (decode-storage.md §B).
+    """
+    workers = min(config.workers or os.cpu_count() or 1, len(tasks))
+    started = time.perf_counter()
+    if workers <= 1:
+        records = (decode_shard(task, config) for task in tasks)
+        yield from _with_progress(records, len(tasks), started)
+        return
+    with ProcessPoolExecutor(workers, mp_context=get_context("spawn")) as executor:
+        futures = [executor.submit(decode_shard, task, config) for task in tasks]
+        records = (future.result() for future in as_completed(futures))
+        yield from _with_progress(records, len(tasks), started)
+
+
+def _with_progress(
+    records: Iterable[ShardRecord], total: int, started: float
+) -> Iterable[ShardRecord]:
+    for done, record in enumerate(records, start=1):
+        failed = sum(row["status"] == "failed" for row in record.rows)
+        seconds = sum(row["n_seconds"] for row in record.rows)
+        log.info(
+            "decode: shard %d/%d %s done (%d videos, %d s of video, %d failed) after %.1f s",
+            done,
+            total,
+            record.name,
+            len(record.rows),
+            seconds,
+            failed,
+            time.perf_counter() - started,
+        )
+        yield record
+
+
+def _summary(name: str, table: pd.DataFrame, config: DecodeConfig) -> dict[str, Any]:
+    bad = table[table.status != "ok"]
+    return {
+        "dataset": name,
+        "videos": len(table),
+        "status_counts": {k: int(v) for k, v in table.status.value_counts().items()},
+        "seconds": int(table.n_seconds.sum()),
+        "bad_videos": {r.video_id: f"{r.status}: {r.error}" for r in bad.itertuples()},
+        "frames_per_second": config.frames_per_second,
+        "size": config.size,
+        "backend": config.backend,
+        "shards": sorted(set(table.shard)),
+    }
+
+
+def _fingerprint(row: dict[str, Any]) -> tuple:
+    return tuple(row[key] for key in FINGERPRINT)

@@ -1,0 +1,241 @@
+"""Extract stage: one-second clips → S3D-G `video_embedding` features in HDF5 shards (DESIGN.md §3).
+
+Each frame shard maps to one feature shard named after the frame shard's content digest, in a pool
+shared by every run with the same backbone and code, so adding videos extracts only the new
+shards. Features are L2-normalised and stored float16 (VideoCLIP's extraction convention,
+videoclip-facts §2.4). Without a weights file the backbone is randomly initialised from
+`extract.init_seed`; every manifest and shard says so.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import torch
+
+from models.s3dg import S3D
+from pipeline.config import ExtractConfig
+from pipeline.stage import StageResult, StageSpec, run_cached
+from storage.digests import code_digest, file_digest
+from storage.layout import Manifest, cache_key
+from storage.pool import ShardPool, ShardRecord
+from storage.shards import FeatureShardWriter, FrameShardReader
+from storage.tables import read_table, write_table
+
+log = logging.getLogger(__name__)
+
+MODULES = ("pipeline.extract", "models.s3dg", "storage")
+INDEX_COLUMNS = ["video_id", "shard", "row", "n_seconds"]
+PROGRESS_EVERY_S = 10.0
+
+
+class WeightsError(ValueError):
+    """A weights file that is missing or does not fit the S3D-G architecture."""
+
+
+@dataclass(frozen=True)
+class Backbone:
+    """The S3D-G model ready to run, and the facts about its weights that manifests record."""
+
+    model: S3D
+    device: torch.device
+    weights: dict[str, Any]  # {"random_init": bool, "path": str, "sha256": str, "seed": int}
+
+
+def weights_identity(config: ExtractConfig) -> dict[str, Any]:
+    """What determines the backbone's parameters: the weights file's digest, or the init seed."""
+    if not config.weights:
+        return {"random_init": True, "seed": config.init_seed}
+    path = Path(config.weights).expanduser()
+    if not path.is_file():
+        raise WeightsError(f"extract.weights: S3D weights file {path} does not exist")
+    return {"random_init": False, "path": str(path), "sha256": file_digest(path)}
+
+
+def resolve_device(choice: str) -> torch.device:
+    if choice == "cuda" and not torch.cuda.is_available():
+        raise RuntimeError("extract.device=cuda but no CUDA device is available")
+    if choice == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    return torch.device(choice)
+
+
+def load_backbone(config: ExtractConfig, identity: dict[str, Any]) -> Backbone:
+    """Build S3D-G; load `s3d_howto100m.pth` strictly when given, else seed a random init."""
+    if config.threads:
+        torch.set_num_threads(config.threads)
+    torch.manual_seed(config.init_seed)
+    model = S3D()
+    if not identity["random_init"]:
+        state = torch.load(identity["path"], map_location="cpu", weights_only=True)
+        missing, unexpected = _key_mismatch(model, state)
+        if missing or unexpected:
+            raise WeightsError(
+                f"{identity['path']} does not match S3D-G (s3d_howto100m.pth layout): "
+                f"{len(missing)} missing keys {missing[:8]}, "
+                f"{len(unexpected)} unexpected keys {unexpected[:8]}"
+            )
+        model.load_state_dict(state, strict=True)
+    else:
+        log.warning("extract: no S3D weights file given; the backbone is RANDOMLY initialised")
+    device = resolve_device(config.device)
+    return Backbone(model.eval().to(device), device, identity)
+
+
+def _key_mismatch(model: torch.nn.Module, state: Any) -> tuple[list[str], list[str]]:
+    if not isinstance(state, dict):
+        return sorted(model.state_dict()), [f"<a {type(state).__name__}, not a state dict>"]
+    expected = set(model.state_dict())
+    return sorted(expected - set(state)), sorted(set(state) - expected)
+
+
+def embed_clips(backbone: Backbone, clips: np.ndarray) -> np.ndarray:
+    """(B, F, S, S, 3) uint8 clips → (B, 512) float16 L2-normalised `video_embedding` rows."""
+    video = torch.from_numpy(clips).to(backbone.device, non_blocking=True)
+    video = video.permute(0, 4, 1, 2, 3).float().div_(255.0)  # (B, 3, F, S, S) in [0, 1]
+    with torch.inference_mode(), _autocast(backbone.device):
+        embedding = backbone.model(video).video_embedding.float()  # (B, 512)
+    embedding = torch.nn.functional.normalize(embedding, dim=1)
+    return embedding.to(torch.float16).cpu().numpy()
+
+
+def _autocast(device: torch.device) -> Any:
+    if device.type == "cuda":
+        return torch.autocast("cuda", dtype=torch.float16)
+    return torch.autocast("cpu", enabled=False)
+
+
+def clip_batches(
+    reader: FrameShardReader, batch_seconds: int
+) -> Iterator[tuple[np.ndarray, list[str]]]:
+    """Batches of up to `batch_seconds` clips across the shard's videos, with each clip's owner.
+
+    Reads at most one batch of seconds at a time, so long videos stream through memory.
+    """
+    pending: list[np.ndarray] = []
+    owners: list[str] = []
+    for video_id in reader.video_ids:
+        n_seconds = reader.n_seconds(video_id)
+        for start in range(0, n_seconds, batch_seconds):
+            stop = min(n_seconds, start + batch_seconds)
+            pending.append(reader.clips(video_id, start, stop))  # (n, F, S, S, 3)
+            owners += [video_id] * (stop - start)
+            while len(owners) >= batch_seconds:
+                clips = np.concatenate(pending)
+                yield clips[:batch_seconds], owners[:batch_seconds]
+                pending, owners = [clips[batch_seconds:]], owners[batch_seconds:]
+    if owners:
+        yield np.concatenate(pending), owners
+
+
+def extract_shard(
+    frames: Path, frames_digest: str, pool: ShardPool, backbone: Backbone, config: ExtractConfig
+) -> ShardRecord:
+    """Embed every clip of one frame shard into the feature shard `features-<digest>`."""
+    name = f"features-{frames_digest[:16]}"
+    path = pool.shard_path(name)
+    counts: dict[str, int] = {}
+    attrs = {**backbone.weights, "frames_digest": frames_digest, "embedding": "video_embedding"}
+    progress = _Progress(name)
+    with FrameShardReader(frames) as reader, FeatureShardWriter(path, 512, attrs) as writer:
+        current = None
+        for clips, owners in clip_batches(reader, config.batch_seconds):
+            rows = embed_clips(backbone, clips)  # (B, 512)
+            for video_id, row in zip(owners, rows, strict=True):
+                if video_id != current:
+                    if current is not None:
+                        writer.end_video()
+                    writer.begin_video(video_id)
+                    current = video_id
+                writer.append_rows(row[None])
+                counts[video_id] = counts.get(video_id, 0) + 1
+            progress.update(len(owners))
+        if current is not None:
+            writer.end_video()
+        digest = writer.commit()
+    rows = [{"video_id": video_id, "n_seconds": n} for video_id, n in counts.items()]
+    return pool.commit(ShardRecord(name, path.name, digest, rows, info=attrs))
+
+
+class _Progress:
+    """Logs video-seconds embedded and the rate, at most every PROGRESS_EVERY_S seconds."""
+
+    def __init__(self, name: str) -> None:
+        self.name, self.seconds = name, 0
+        self.started = self.last = time.perf_counter()
+
+    def update(self, seconds: int) -> None:
+        self.seconds += seconds
+        now = time.perf_counter()
+        if now - self.last >= PROGRESS_EVERY_S:
+            rate = self.seconds / (now - self.started)
+            log.info("extract %s: %d video-seconds (%.1f/s)", self.name, self.seconds, rate)
+            self.last = now
+
+
+def extract_pool(artifacts: Path, identity: dict[str, Any]) -> ShardPool:
+    """The feature-shard pool shared by every extract run with the same backbone and code."""
+    key = cache_key("extract-pool", identity, [], code_digest(MODULES))
+    return ShardPool(artifacts / "extract" / f"pool-{key}", prefix="features")
+
+
+def run_extract(name: str, decode: Manifest, config: ExtractConfig, artifacts: Path) -> Manifest:
+    """Embed every decoded second of a dataset (cached; only new frame shards are embedded)."""
+    identity = weights_identity(config)
+    section = {"dataset": name, "weights": identity, "init_seed": config.init_seed}
+    spec = StageSpec("extract", section, [decode], MODULES)
+
+    def build(folder: Path) -> StageResult:
+        status = read_table(decode.output("decode"))
+        usable = status[(status.status != "failed") & (status.n_seconds > 0)]
+        pool = extract_pool(artifacts, identity)
+        pool.clean()
+        started = time.perf_counter()
+        records, backbone, embedded = {}, None, 0
+        for shard, digest in sorted(set(zip(usable.shard, usable.shard_digest, strict=True))):
+            record = pool.record(f"features-{digest[:16]}")
+            if record is None:
+                backbone = backbone or load_backbone(config, identity)
+                record = extract_shard(Path(decode.path) / shard, digest, pool, backbone, config)
+                embedded += sum(row["n_seconds"] for row in record.rows)
+            records[shard] = record
+        elapsed = time.perf_counter() - started
+        index = _index(usable, records, pool, folder)
+        write_table(index, folder / "index.parquet")
+        info = {
+            "dataset": name,
+            "weights": identity,
+            "random_init": identity["random_init"],
+            "videos": len(index),
+            "seconds": int(index.n_seconds.sum()),
+            "embedded_seconds": embedded,
+            "embedded_per_second": round(embedded / elapsed, 2) if embedded else None,
+            "device": str(backbone.device) if backbone else None,
+        }
+        return StageResult(outputs={"index": "index.parquet"}, info=info)
+
+    return run_cached(artifacts, spec, build)
+
+
+def _index(
+    usable: pd.DataFrame, records: dict[str, ShardRecord], pool: ShardPool, folder: Path
+) -> pd.DataFrame:
+    """video_id → feature shard (relative to the stage folder), row in that shard, n_seconds."""
+    positions = {
+        shard: {row["video_id"]: (i, row["n_seconds"]) for i, row in enumerate(record.rows)}
+        for shard, record in records.items()
+    }
+    rows = []
+    for video in usable.itertuples():
+        row, n_seconds = positions[video.shard][video.video_id]
+        shard = os.path.relpath(pool.folder / records[video.shard].file, folder)
+        rows.append([video.video_id, shard, row, n_seconds])
+    return pd.DataFrame(rows, columns=INDEX_COLUMNS)
