@@ -99,16 +99,15 @@ def decode_shard(task: DecodeTask, config: DecodeConfig) -> ShardRecord:
     """Decode every video of `task` into one frame shard and record each video's outcome."""
     pool = ShardPool(Path(task.pool), prefix="frames")
     path = pool.shard_path(task.name)
-    attrs = {name: getattr(config, name) for name in CONTENT_FIELDS}
     rows = []
+    attrs = {"backend": config.backend}  # the writer records frames_per_second and size itself
     with FrameShardWriter(path, config.frames_per_second, config.size, attrs) as writer:
         for video in task.videos:
             outcome = decode_video(Path(video["path"]), video["video_id"], writer, config)
-            rows.append({**video, **asdict(outcome)})
-            if outcome.status != "ok":
-                log.warning("%s: %s (%s)", video["video_id"], outcome.status, outcome.error)
+            rows.append({**video, **asdict(outcome)})  # decode_video logs bad videos
         digest = writer.commit()
-    record = ShardRecord(name=task.name, file=path.name, digest=digest, rows=rows, info=attrs)
+    info = {name: getattr(config, name) for name in CONTENT_FIELDS}
+    record = ShardRecord(name=task.name, file=path.name, digest=digest, rows=rows, info=info)
     return pool.commit(record)
 
 

@@ -52,8 +52,6 @@ def run_stages(
         if last >= STAGES.index("decode"):
             manifests["decode"] = run_decode(name, manifests["ingest"], config.decode, artifacts)
         if last >= STAGES.index("extract"):
-            manifests["extract"] = run_extract(
-                name, manifests["decode"], config.extract, artifacts
-            )
+            manifests["extract"] = run_extract(name, manifests["decode"], config.extract, artifacts)
         results[name] = manifests
     return results

@@ -1,0 +1,36 @@
+"""Dataset adapters: annotation files in the real datasets' formats → the dataset index.
+
+One module per dataset (`howto100m`, `youcook2`, `folder`), each with `load(config, root)` →
+`DatasetTables` and `annotation_files(config, root)`; `tables` holds the shared schemas
+(DESIGN.md §3, formats in reference/videoclip-facts.md §2.3 and §2.7).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from pipeline.config import DatasetConfig
+from pipeline.datasets import folder, howto100m, youcook2
+from pipeline.datasets.tables import DatasetTables
+
+
+def load_dataset(config: DatasetConfig, root: Path) -> DatasetTables:
+    """The videos and pairs tables of the dataset at `root`, read by `config.adapter`."""
+    if config.adapter == "howto100m":
+        return howto100m.load(config, root)
+    elif config.adapter == "youcook2":
+        return youcook2.load(config, root)
+    elif config.adapter == "folder":
+        return folder.load(config, root)
+    raise ValueError(f"unknown dataset adapter {config.adapter!r}")
+
+
+def annotation_files(config: DatasetConfig, root: Path) -> list[Path]:
+    """The annotation files `config.adapter` reads at `root` (their content decides the tables)."""
+    if config.adapter == "howto100m":
+        return howto100m.annotation_files(config, root)
+    elif config.adapter == "youcook2":
+        return youcook2.annotation_files(config, root)
+    elif config.adapter == "folder":
+        return folder.annotation_files(config, root)
+    raise ValueError(f"unknown dataset adapter {config.adapter!r}")

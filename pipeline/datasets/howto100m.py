@@ -1,0 +1,181 @@
+"""HowTo100M adapter: `caption.json` / `raw_caption.json` ASR captions → videos and pairs tables.
+
+Format (reference/videoclip-facts.md §2.3, "Data files and formats"):
+
+    {"<youtube_id>": {"start": [float, ...], "end": [float, ...], "text": [str, ...]}, ...}
+
+One pair per caption, `pair_id = "<video_id>:<caption index>"`. Splits come from the MMPT lists
+`how2_s3d_train.lst` / `how2_s3d_val.lst` (one YouTube id per line) beside the caption file when
+either exists; videos in neither list are then dropped. Without lists every video gets
+`config.split`. Videos without a file under `<root>/<config.videos>` are dropped, and video files
+without captions are left out; both are counted in `DatasetTables.dropped`.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+from collections import Counter
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+
+from pipeline.config import DatasetConfig
+from pipeline.datasets.tables import (
+    PAIR_COLUMNS,
+    AnnotationError,
+    DatasetTables,
+    find_video_files,
+    match_video_files,
+    pairs_table,
+    read_json,
+    shown,
+    video_folder,
+    videos_table,
+)
+
+log = logging.getLogger(__name__)
+
+CAPTION_FILES = ("caption.json", "raw_caption.json")  # looked for in this order
+SPLIT_LISTS = {"train": "how2_s3d_train.lst", "val": "how2_s3d_val.lst"}
+
+Captions = tuple[list[float], list[float], list[str]]  # start_s, end_s, text of one video
+
+
+def caption_path(config: DatasetConfig, root: Path) -> Path:
+    """`<root>/<config.annotations>`, else the first of CAPTION_FILES that exists under root."""
+    if config.annotations:
+        return root / config.annotations
+    for name in CAPTION_FILES:
+        if (root / name).is_file():
+            return root / name
+    names = " or ".join(CAPTION_FILES)
+    raise FileNotFoundError(f"HowTo100M dataset at {root}: no {names} (set `annotations`)")
+
+
+def annotation_files(config: DatasetConfig, root: Path) -> list[Path]:
+    """Every file whose content decides the tables: the captions and the split lists present."""
+    lists = [root / name for name in SPLIT_LISTS.values() if (root / name).is_file()]
+    return [caption_path(config, root), *lists]
+
+
+def load(config: DatasetConfig, root: Path) -> DatasetTables:
+    """Read and validate the captions, match them to video files and build the tables."""
+    path = caption_path(config, root)
+    captions = read_captions(path)
+    listed = read_split_lists(root)
+    files = find_video_files(video_folder(config, root))
+    matched = match_video_files(captions, files)
+    dropped: Counter[str] = Counter()
+    kept: dict[str, Path] = {}
+    splits: dict[str, str] = {}
+    for video_id, (starts, _, _) in captions.items():
+        if not starts:
+            dropped["no_captions"] += 1
+        elif listed is not None and video_id not in listed:
+            dropped["not_in_split_list"] += 1
+        elif video_id not in matched:
+            dropped["missing_video_file"] += 1
+            dropped["missing_video_file_pairs"] += len(starts)
+        else:
+            kept[video_id] = matched[video_id]
+            splits[video_id] = config.split if listed is None else listed[video_id]
+    unannotated = len(files) - len(set(matched.values()))
+    if unannotated:
+        dropped["unannotated_video_file"] = unannotated
+    pairs = _pairs(captions, splits)
+    log.info(
+        "howto100m %s: %d videos, %d pairs, dropped %s", path, len(kept), len(pairs), dict(dropped)
+    )
+    return DatasetTables(videos=videos_table(kept, splits), pairs=pairs, dropped=dict(dropped))
+
+
+def read_captions(path: Path) -> dict[str, Captions]:
+    """The caption file, validated: every video's lists present, equal in length and well formed."""
+    data = read_json(path)
+    if not isinstance(data, dict):
+        expected = 'an object {"<video_id>": {"start", "end", "text"}}'
+        raise AnnotationError(path, "top level", "<file>", expected, shown(data))
+    return {
+        str(video_id): _video_captions(path, str(video_id), entry)
+        for video_id, entry in data.items()
+    }
+
+
+def read_split_lists(root: Path) -> dict[str, str] | None:
+    """video id → split from the MMPT split lists under root, or None when there are none."""
+    present = {split: root / name for split, name in SPLIT_LISTS.items() if (root / name).is_file()}
+    if not present:
+        return None
+    splits: dict[str, str] = {}
+    for split, path in present.items():
+        for line_number, line in enumerate(path.read_text(encoding="utf-8").splitlines(), 1):
+            video_id = line.strip()
+            if not video_id:
+                continue
+            if splits.get(video_id, split) != split:
+                other = SPLIT_LISTS[splits[video_id]]
+                record = f"line {line_number} (video {video_id!r})"
+                raise AnnotationError(
+                    path, record, "split", "a video in one list only", f"also in {other}"
+                )
+            splits[video_id] = split
+    return splits
+
+
+def _video_captions(path: Path, video_id: str, entry: Any) -> Captions:
+    record = f"video {video_id!r}"
+    if not isinstance(entry, dict):
+        raise AnnotationError(
+            path, record, "<entry>", 'an object {"start", "end", "text"}', shown(entry)
+        )
+    lists = {}
+    for field in ("start", "end", "text"):
+        if field not in entry:
+            raise AnnotationError(path, record, field, "a list", "no such key")
+        if not isinstance(entry[field], list):
+            raise AnnotationError(path, record, field, "a list", shown(entry[field]))
+        lists[field] = entry[field]
+    count = len(lists["start"])
+    for field in ("end", "text"):
+        if len(lists[field]) != count:
+            expected = f"a list of {count} items (as many as 'start')"
+            raise AnnotationError(path, record, field, expected, f"{len(lists[field])}")
+    starts = [
+        _seconds(path, video_id, index, "start", value)
+        for index, value in enumerate(lists["start"])
+    ]
+    ends = [
+        _seconds(path, video_id, index, "end", value) for index, value in enumerate(lists["end"])
+    ]
+    for index, (start, end, text) in enumerate(zip(starts, ends, lists["text"], strict=True)):
+        caption = f"{record} caption {index}"
+        if start > end:
+            raise AnnotationError(path, caption, "end", f"a time >= start ({start})", shown(end))
+        if not isinstance(text, str):
+            raise AnnotationError(path, caption, "text", "a string", shown(text))
+    return starts, ends, lists["text"]
+
+
+def _seconds(path: Path, video_id: str, index: int, field: str, value: Any) -> float:
+    if isinstance(value, bool) or not isinstance(value, int | float) or not math.isfinite(value):
+        record = f"video {video_id!r} caption {index}"
+        raise AnnotationError(path, record, field, "a finite number of seconds", shown(value))
+    if value < 0:
+        record = f"video {video_id!r} caption {index}"
+        raise AnnotationError(path, record, field, "a time >= 0", shown(value))
+    return float(value)
+
+
+def _pairs(captions: dict[str, Captions], splits: dict[str, str]) -> pd.DataFrame:
+    columns: dict[str, list[Any]] = {name: [] for name in PAIR_COLUMNS}
+    for video_id, split in splits.items():
+        starts, ends, texts = captions[video_id]
+        columns["pair_id"].extend(f"{video_id}:{index}" for index in range(len(starts)))
+        columns["video_id"].extend([video_id] * len(starts))
+        columns["start_s"].extend(starts)
+        columns["end_s"].extend(ends)
+        columns["text"].extend(texts)
+        columns["split"].extend([split] * len(starts))
+    return pairs_table(columns)

@@ -1,0 +1,124 @@
+"""Ingest → decode → extract on freshly synthesised tiny data (DESIGN.md §3 contracts)."""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from flows.cli import main
+from pipeline.config import Config, load_config
+from pipeline.decode import DecodeStageError
+from pipeline.runner import STAGES, run_stages
+from pipeline.synth import synthesize
+from storage.features import FeatureStore
+from storage.layout import expand_path
+from storage.tables import read_table
+
+
+@pytest.fixture(scope="module")
+def synth_root(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """Tiny synthetic datasets rendered once for the module."""
+    root = tmp_path_factory.mktemp("artifacts")
+    config = load_config("tiny")
+    synthesize(config.synth, expand_path(config.synth.out_dir, root))
+    return root
+
+
+@pytest.fixture
+def artifacts(synth_root: Path, tmp_path: Path) -> Path:
+    """A fresh artifact root holding a copy of the synthetic data (tests may add videos)."""
+    shutil.copytree(synth_root / "synth", tmp_path / "synth")
+    return tmp_path
+
+
+def _youcook_truth(artifacts: Path) -> tuple[dict, dict]:
+    root = artifacts / "synth" / "tiny" / "youcook2"
+    database = json.loads((root / "youcookii_annotations_trainval.json").read_text())["database"]
+    broken = json.loads((root / "broken.json").read_text())
+    return database, broken
+
+
+def test_features_have_one_row_per_whole_second(artifacts: Path) -> None:
+    config = load_config("tiny")
+    results = run_stages(config, STAGES, artifacts)
+    database, broken = _youcook_truth(artifacts)
+    status = read_table(results["youcook2"]["decode"].output("decode")).set_index("video_id")
+    store = FeatureStore(results["youcook2"]["extract"].output("index"))
+    for video_id, entry in database.items():
+        if video_id in broken["corrupt"]:
+            assert status.loc[video_id, "status"] == "failed"
+            assert "unreadable" in status.loc[video_id, "error"]
+            assert video_id not in store
+        elif video_id in broken["truncated"]:
+            assert status.loc[video_id, "status"] == "truncated"
+            assert 0 < store.n_seconds(video_id) < int(entry["duration"])
+        else:
+            assert status.loc[video_id, "status"] == "ok"
+            features = store.features(video_id)
+            assert features.shape == (int(np.floor(entry["duration"])), 512)
+            assert features.dtype == np.float16
+            norms = np.linalg.norm(features.astype(np.float32), axis=1)
+            np.testing.assert_allclose(norms, 1.0, atol=2e-3)
+    assert results["youcook2"]["extract"].info["random_init"] is True
+
+
+def test_second_run_does_no_work(artifacts: Path) -> None:
+    config = load_config("tiny")
+    first = run_stages(config, STAGES, artifacts)
+    files = {p: p.stat().st_mtime_ns for p in artifacts.rglob("*") if p.is_file()}
+    second = run_stages(config, STAGES, artifacts)
+    assert second == first
+    assert {p: p.stat().st_mtime_ns for p in artifacts.rglob("*") if p.is_file()} == files
+
+
+def test_adding_a_video_extracts_only_the_new_one(artifacts: Path) -> None:
+    config = load_config("tiny")
+    first = run_stages(config, STAGES, artifacts)["howto100m"]
+    root = artifacts / "synth" / "tiny" / "howto100m"
+    captions = json.loads((root / "caption.json").read_text())
+    old_id, new_id = next(iter(captions)), "copyOfVideo"
+    shutil.copy(root / "videos" / f"{old_id}.mp4", root / "videos" / f"{new_id}.mp4")
+    captions[new_id] = captions[old_id]
+    (root / "caption.json").write_text(json.dumps(captions))
+
+    second = run_stages(config, STAGES, artifacts)["howto100m"]
+    assert second["extract"].path != first["extract"].path
+    new_seconds = FeatureStore(second["extract"].output("index")).n_seconds(new_id)
+    assert second["extract"].info["embedded_seconds"] == new_seconds
+    assert second["decode"].info["videos"] == first["decode"].info["videos"] + 1
+
+
+def test_too_many_bad_videos_fail_and_keep_finished_shards(artifacts: Path) -> None:
+    config = load_config("tiny", ["decode.max_bad_share=0.1"])
+    with pytest.raises(DecodeStageError, match=r"1 of 6 videos failed.*unreadable"):
+        run_stages(config, ["decode"], artifacts)
+    pools = list((artifacts / "decode").glob("pool-*/frames-*.json"))
+    assert pools, "finished shards are kept for the next run"
+    relaxed = load_config("tiny", ["decode.max_bad_share=0.5"])
+    decode = run_stages(relaxed, ["decode"], artifacts)["youcook2"]["decode"]
+    assert decode.info["status_counts"]["failed"] == 1
+
+
+def test_cli_runs_a_folder_of_videos(artifacts: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("FINECO_ARTIFACTS", str(artifacts))
+    videos = artifacts / "synth" / "tiny" / "howto100m" / "videos"
+    code = main(["run", "--config", "tiny", "--videos", str(videos), "extract.batch_seconds=3"])
+    assert code == 0
+    index = read_table(next((artifacts / "extract").glob("*/index.parquet")))
+    assert sorted(index.video_id) == sorted(p.stem for p in videos.glob("*.mp4"))
+
+
+def test_cli_reports_config_errors(caplog: pytest.LogCaptureFixture) -> None:
+    assert main(["run", "--config", "tiny", "decode.sise=4"]) == 2
+    assert "unknown key decode.sise" in caplog.text and "tiny.yaml" in caplog.text
+
+
+def test_decord_backend_runs_the_stage(artifacts: Path) -> None:
+    config: Config = load_config("tiny", ["decode.backend=decord"])
+    decode = run_stages(config, ["decode"], artifacts)["howto100m"]["decode"]
+    assert decode.info["backend"] == "decord"
+    assert decode.info["status_counts"] == {"ok": 2}
