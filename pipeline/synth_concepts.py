@@ -51,7 +51,9 @@ PATTERNS: dict[str, Attribute] = {
     ),
     "gradient": Attribute(
         ("gradient", "smooth colour blend", "soft colour wash"),
-        "gradients=s={w}x{h}:r={fps}:seed={seed}:speed=0.05",
+        # geq, not lavfi `gradients`, which is not deterministic for a seed in ffmpeg 5.1.
+        "color=c=black:s={w}x{h}:r={fps},format=gbrp,geq=r='128+100*sin(2*PI*(X/W+T/4)+{seed})'"
+        ":g='128+100*sin(2*PI*(Y/H+T/5)+{seed}+2)':b='128+100*sin(2*PI*((X+Y)/(W+H)+T/6)+{seed}+4)'",
     ),
     "checkerboard": Attribute(
         ("checkerboard", "chessboard pattern", "grid of squares"),
@@ -140,7 +142,7 @@ MOTIONS: dict[str, Attribute] = {
 
 FILLERS: dict[str, str] = {  # unrelated seconds that no caption describes
     "grey-card": "color=c=gray:s={w}x{h}:r={fps}",
-    "noise": "color=c=gray:s={w}x{h}:r={fps},noise=alls=80:allf=t+u",
+    "noise": "color=c=gray:s={w}x{h}:r={fps},noise=alls=80:allf=t+u:all_seed={seed}",
 }
 
 

@@ -212,7 +212,7 @@ def test_plan_is_deterministic_and_written_as_planned(synth: SynthSummary) -> No
     )
 
 
-def test_same_seed_writes_identical_json(synth: SynthSummary, tmp_path: Path) -> None:
+def test_same_seed_writes_identical_json_and_videos(synth: SynthSummary, tmp_path: Path) -> None:
     again = synthesize(TINY, tmp_path)
     for name in ("caption.json", "ground_truth.json"):
         assert (again.howto100m.root / name).read_bytes() == (
@@ -222,6 +222,12 @@ def test_same_seed_writes_identical_json(synth: SynthSummary, tmp_path: Path) ->
         assert (again.youcook2.root / name).read_bytes() == (
             synth.youcook2.root / name
         ).read_bytes()
+    # Pixels too: every randomised source (noise, life, automata, gradients) is seeded.
+    for dataset in ("howto100m", "youcook2"):
+        for video in sorted((synth.out_dir / dataset / "videos").glob("*.mp4")):
+            assert (again.out_dir / dataset / "videos" / video.name).read_bytes() == (
+                video.read_bytes()
+            ), f"{dataset}/{video.name} differs between two renders with one seed"
 
 
 def test_demo_plan_shares_concepts_and_leaves_filler_uncaptioned() -> None:
