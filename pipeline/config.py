@@ -70,6 +70,9 @@ class DecodeConfig:
     videos_per_shard: int = 64
     workers: int = 0  # parallel decoder processes; 0 = one per CPU core
     max_bad_share: float = 0.25  # fail the stage when more videos than this share are bad
+    # Keep decoded clips in frame shards (4.5 MB per video-second at 30 frames of 224 px). Off:
+    # decode still checks every video and counts its seconds, and extract decodes it again.
+    keep_frames: bool = True
 
     def __post_init__(self) -> None:
         # S3D-G's space-to-depth stem halves time and space: both must be even.

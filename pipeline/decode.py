@@ -22,12 +22,13 @@ from multiprocessing import get_context
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import pandas as pd
 
 from pipeline.config import DecodeConfig, section_dict
-from pipeline.decoders import decode_video
+from pipeline.decoders import ClipWriter, decode_video
 from pipeline.stage import StageResult, StageSpec, run_cached
-from storage.digests import code_digest
+from storage.digests import code_digest, json_digest
 from storage.layout import Manifest, cache_key
 from storage.pool import ShardPool, ShardRecord, chunk
 from storage.shards import FrameShardWriter
@@ -36,11 +37,12 @@ from storage.tables import read_table, write_table
 log = logging.getLogger(__name__)
 
 MODULES = ("pipeline.decode", "pipeline.decoders", "pipeline.probe", "storage")
-# Fields that change the decoded pixels; the rest only change how the work is scheduled.
-CONTENT_FIELDS = ("backend", "frames_per_second", "size")
+# Fields that change the decoded pixels (and whether they are kept); the rest only schedule work.
+CONTENT_FIELDS = ("backend", "frames_per_second", "size", "keep_frames")
 FINGERPRINT = ("video_id", "bytes", "mtime")  # a video already decoded with the same file
 STATUS_COLUMNS = [
     "video_id",
+    "path",
     "status",
     "error",
     "duration_s",
@@ -95,20 +97,48 @@ def plan_decode(
     return reused, tasks
 
 
+class SecondCounter:
+    """A frame writer that keeps no pixels (`decode.keep_frames=false`): it counts seconds."""
+
+    def __init__(self) -> None:
+        self.seconds = 0
+
+    def begin_video(self, video_id: str) -> None:
+        self.seconds = 0
+
+    def append_second(self, clip: np.ndarray) -> None:
+        self.seconds += 1
+
+    def end_video(self) -> int:
+        return self.seconds
+
+    def discard_video(self) -> None:
+        self.seconds = 0
+
+
 def decode_shard(task: DecodeTask, config: DecodeConfig) -> ShardRecord:
-    """Decode every video of `task` into one frame shard and record each video's outcome."""
+    """Decode every video of `task` into one frame shard and record each video's outcome.
+
+    Without `keep_frames` the videos are decoded all the same (statuses and seconds are exact)
+    but only the record is written; extract then decodes them again.
+    """
     pool = ShardPool(Path(task.pool), prefix="frames")
+    info = {name: getattr(config, name) for name in CONTENT_FIELDS}
+    if not config.keep_frames:
+        rows = [_decode_row(video, SecondCounter(), config) for video in task.videos]
+        digest = json_digest({"rows": rows, "info": info})
+        return pool.commit(ShardRecord(task.name, file="", digest=digest, rows=rows, info=info))
     path = pool.shard_path(task.name)
-    rows = []
     attrs = {"backend": config.backend}  # the writer records frames_per_second and size itself
     with FrameShardWriter(path, config.frames_per_second, config.size, attrs) as writer:
-        for video in task.videos:
-            outcome = decode_video(Path(video["path"]), video["video_id"], writer, config)
-            rows.append({**video, **asdict(outcome)})  # decode_video logs bad videos
+        rows = [_decode_row(video, writer, config) for video in task.videos]
         digest = writer.commit()
-    info = {name: getattr(config, name) for name in CONTENT_FIELDS}
-    record = ShardRecord(name=task.name, file=path.name, digest=digest, rows=rows, info=info)
-    return pool.commit(record)
+    return pool.commit(ShardRecord(task.name, file=path.name, digest=digest, rows=rows, info=info))
+
+
+def _decode_row(video: dict[str, Any], writer: ClipWriter, config: DecodeConfig) -> dict:
+    outcome = decode_video(Path(video["path"]), video["video_id"], writer, config)
+    return {**video, **asdict(outcome)}  # decode_video logs bad videos
 
 
 def finish_decode(
@@ -119,10 +149,9 @@ def finish_decode(
     for video in videos.to_dict("records"):
         record = records[video["video_id"]]
         facts = next(r for r in record.rows if _fingerprint(r) == _fingerprint(video))
-        shard = os.path.relpath(pool.folder / record.file, folder)
-        rows.append({**{c: facts[c] for c in STATUS_COLUMNS[:7]}, "shard": shard})
-        rows[-1]["shard_digest"] = record.digest
-    return pd.DataFrame(rows, columns=STATUS_COLUMNS)
+        shard = os.path.relpath(pool.folder / record.file, folder) if record.file else ""
+        rows.append({**facts, "path": video["path"], "shard": shard, "shard_digest": record.digest})
+    return pd.DataFrame(rows, columns=STATUS_COLUMNS)  # shard "": frames not kept
 
 
 def check_bad_share(table: pd.DataFrame, config: DecodeConfig, dataset: str) -> None:
@@ -215,7 +244,8 @@ def _summary(name: str, table: pd.DataFrame, config: DecodeConfig) -> dict[str, 
         "frames_per_second": config.frames_per_second,
         "size": config.size,
         "backend": config.backend,
-        "shards": sorted(set(table.shard)),
+        "keep_frames": config.keep_frames,
+        "shards": sorted(set(table.shard_digest)),
     }
 
 

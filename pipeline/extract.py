@@ -9,6 +9,7 @@ videoclip-facts §2.4). Without a weights file the backbone is randomly initiali
 
 from __future__ import annotations
 
+import itertools
 import logging
 import os
 import time
@@ -22,7 +23,9 @@ import pandas as pd
 import torch
 
 from models.s3dg import S3D
-from pipeline.config import ExtractConfig
+from pipeline.config import DecodeConfig, ExtractConfig
+from pipeline.decoders import iter_clips
+from pipeline.probe import probe_video
 from pipeline.stage import StageResult, StageSpec, run_cached
 from storage.digests import code_digest, file_digest
 from storage.layout import Manifest, cache_key
@@ -32,7 +35,9 @@ from storage.tables import read_table, write_table
 
 log = logging.getLogger(__name__)
 
-MODULES = ("pipeline.extract", "models.s3dg", "storage")
+ClipBatch = tuple[np.ndarray, list[str]]  # (B, F, S, S, 3) uint8 clips and each clip's video
+
+MODULES = ("pipeline.extract", "pipeline.decoders", "pipeline.probe", "models.s3dg", "storage")
 INDEX_COLUMNS = ["video_id", "shard", "row", "n_seconds"]
 PROGRESS_EVERY_S = 10.0
 
@@ -113,21 +118,50 @@ def _autocast(device: torch.device) -> Any:
     return torch.autocast("cpu", enabled=False)
 
 
-def clip_batches(
-    reader: FrameShardReader, batch_seconds: int
-) -> Iterator[tuple[np.ndarray, list[str]]]:
-    """Batches of up to `batch_seconds` clips across the shard's videos, with each clip's owner.
+# One video's clips as they are read: (video_id, chunks of (n, F, S, S, 3) uint8 clips).
+VideoClips = tuple[str, Iterator[np.ndarray]]
 
-    Reads at most one batch of seconds at a time, so long videos stream through memory.
+
+def shard_clips(reader: FrameShardReader, chunk_seconds: int) -> Iterator[VideoClips]:
+    """The clips of every video in a frame shard, read `chunk_seconds` at a time."""
+    for video_id in reader.video_ids:
+        n_seconds = reader.n_seconds(video_id)
+        starts = range(0, n_seconds, chunk_seconds)
+        chunks = (reader.clips(video_id, s, min(n_seconds, s + chunk_seconds)) for s in starts)
+        yield video_id, chunks
+
+
+def stream_clips(videos: pd.DataFrame, decode: DecodeConfig) -> Iterator[VideoClips]:
+    """The clips of videos decoded again from their files (`decode.keep_frames=false`)."""
+    for video in videos.itertuples():
+        yield video.video_id, _redecode(Path(video.path), video.video_id, video.n_seconds, decode)
+
+
+def _redecode(path: Path, video_id: str, n_seconds: int, decode: DecodeConfig) -> Iterator:
+    clips = iter_clips(path, probe_video(path), decode)
+    produced = 0
+    for clip in itertools.islice(clips, n_seconds):
+        produced += 1
+        yield clip[None]  # (1, F, S, S, 3)
+    clips.close()
+    if produced != n_seconds:
+        raise RuntimeError(
+            f"video {video_id} ({path}) now decodes to {produced} seconds, but decode recorded "
+            f"{n_seconds}: the file changed after the decode stage ran; run decode again"
+        )
+
+
+def clip_batches(videos: Iterator[VideoClips], batch_seconds: int) -> Iterator[ClipBatch]:
+    """Batches of up to `batch_seconds` clips across videos, with each clip's owner.
+
+    Holds at most one batch of seconds (plus one chunk), so long videos stream through memory.
     """
     pending: list[np.ndarray] = []
     owners: list[str] = []
-    for video_id in reader.video_ids:
-        n_seconds = reader.n_seconds(video_id)
-        for start in range(0, n_seconds, batch_seconds):
-            stop = min(n_seconds, start + batch_seconds)
-            pending.append(reader.clips(video_id, start, stop))  # (n, F, S, S, 3)
-            owners += [video_id] * (stop - start)
+    for video_id, chunks in videos:
+        for chunk in chunks:  # (n, F, S, S, 3)
+            pending.append(chunk)
+            owners += [video_id] * len(chunk)
             while len(owners) >= batch_seconds:
                 clips = np.concatenate(pending)
                 yield clips[:batch_seconds], owners[:batch_seconds]
@@ -137,17 +171,20 @@ def clip_batches(
 
 
 def extract_shard(
-    frames: Path, frames_digest: str, pool: ShardPool, backbone: Backbone, config: ExtractConfig
+    name: str,
+    videos: Iterator[VideoClips],
+    pool: ShardPool,
+    backbone: Backbone,
+    batch: int,
+    attrs: dict[str, Any],
 ) -> ShardRecord:
-    """Embed every clip of one frame shard into the feature shard `features-<digest>`."""
-    name = f"features-{frames_digest[:16]}"
+    """Embed every clip of `videos` into the feature shard `name` of `pool`."""
     path = pool.shard_path(name)
     counts: dict[str, int] = {}
-    attrs = {**backbone.weights, "frames_digest": frames_digest, "embedding": "video_embedding"}
     progress = _Progress(name)
-    with FrameShardReader(frames) as reader, FeatureShardWriter(path, 512, attrs) as writer:
+    with FeatureShardWriter(path, 512, attrs) as writer:
         current = None
-        for clips, owners in clip_batches(reader, config.batch_seconds):
+        for clips, owners in clip_batches(videos, batch):
             rows = embed_clips(backbone, clips)  # (B, 512)
             for video_id, row in zip(owners, rows, strict=True):
                 if video_id != current:
@@ -200,13 +237,13 @@ def run_extract(name: str, decode: Manifest, config: ExtractConfig, artifacts: P
         pool.clean()
         started = time.perf_counter()
         records, backbone, embedded = {}, None, 0
-        for shard, digest in sorted(set(zip(usable.shard, usable.shard_digest, strict=True))):
+        for digest, group in usable.groupby("shard_digest", sort=True):
             record = pool.record(f"features-{digest[:16]}")
             if record is None:
                 backbone = backbone or load_backbone(config, identity)
-                record = extract_shard(Path(decode.path) / shard, digest, pool, backbone, config)
+                record = _extract_group(group, decode, pool, backbone, config)
                 embedded += sum(row["n_seconds"] for row in record.rows)
-            records[shard] = record
+            records[digest] = record
         elapsed = time.perf_counter() - started
         index = _index(usable, records, pool, folder)
         write_table(index, folder / "index.parquet")
@@ -225,17 +262,45 @@ def run_extract(name: str, decode: Manifest, config: ExtractConfig, artifacts: P
     return run_cached(artifacts, spec, build)
 
 
+def _extract_group(
+    group: pd.DataFrame,
+    decode: Manifest,
+    pool: ShardPool,
+    backbone: Backbone,
+    config: ExtractConfig,
+) -> ShardRecord:
+    """Embed the videos of one decode shard, from its frame shard or decoded again."""
+    digest = group.shard_digest.iloc[0]
+    attrs = {**backbone.weights, "frames_digest": digest, "embedding": "video_embedding"}
+    name = f"features-{digest[:16]}"
+    shard = group.shard.iloc[0]
+    if not shard:  # frames not kept: decode the videos again, exactly as the decode stage did
+        videos = stream_clips(group, decode_settings(decode))
+        return extract_shard(name, videos, pool, backbone, config.batch_seconds, attrs)
+    with FrameShardReader(Path(decode.path) / shard) as reader:
+        videos = shard_clips(reader, config.batch_seconds)
+        return extract_shard(name, videos, pool, backbone, config.batch_seconds, attrs)
+
+
+def decode_settings(decode: Manifest) -> DecodeConfig:
+    """The decode settings a decode manifest was produced with (to decode the same clips)."""
+    info = decode.info
+    return DecodeConfig(
+        backend=info["backend"], frames_per_second=info["frames_per_second"], size=info["size"]
+    )
+
+
 def _index(
     usable: pd.DataFrame, records: dict[str, ShardRecord], pool: ShardPool, folder: Path
 ) -> pd.DataFrame:
     """video_id → feature shard (relative to the stage folder), row in that shard, n_seconds."""
     positions = {
-        shard: {row["video_id"]: (i, row["n_seconds"]) for i, row in enumerate(record.rows)}
-        for shard, record in records.items()
+        digest: {row["video_id"]: (i, row["n_seconds"]) for i, row in enumerate(record.rows)}
+        for digest, record in records.items()
     }
     rows = []
     for video in usable.itertuples():
-        row, n_seconds = positions[video.shard][video.video_id]
-        shard = os.path.relpath(pool.folder / records[video.shard].file, folder)
+        row, n_seconds = positions[video.shard_digest][video.video_id]
+        shard = os.path.relpath(pool.folder / records[video.shard_digest].file, folder)
         rows.append([video.video_id, shard, row, n_seconds])
     return pd.DataFrame(rows, columns=INDEX_COLUMNS)

@@ -30,8 +30,8 @@ class ShardRecord:
     """A complete shard: its file, the file's digest, and one row of facts per video in it."""
 
     name: str  # e.g. "frames-00003"
-    file: str  # file name inside the pool folder
-    digest: str  # sha256 of the shard file
+    file: str  # file name inside the pool folder; "" for a record without a file
+    digest: str  # sha256 of the shard file (of the rows, for a record without a file)
     rows: list[dict[str, Any]]  # per video: video_id and the facts the stage records
     info: dict[str, Any] = field(default_factory=dict)
 
@@ -57,18 +57,21 @@ class ShardPool:
         """Complete shards (record and file both present), in name order."""
         complete = []
         for path in sorted(self.folder.glob(f"{self.prefix}-*.json")):
-            record = ShardRecord(**json.loads(path.read_text()))
-            if not (self.folder / record.file).is_file():
-                log.warning("%s: record without its shard file %s; ignoring", path, record.file)
-                continue
-            complete.append(record)
+            record = self._read(path)
+            if record is not None:
+                complete.append(record)
         return complete
 
     def record(self, name: str) -> ShardRecord | None:
         path = self.folder / f"{name}.json"
-        if not path.is_file() or not self.shard_path(name).is_file():
+        return self._read(path) if path.is_file() else None
+
+    def _read(self, path: Path) -> ShardRecord | None:
+        record = ShardRecord(**json.loads(path.read_text()))
+        if record.file and not (self.folder / record.file).is_file():
+            log.warning("%s: record without its shard file %s; ignoring", path, record.file)
             return None
-        return ShardRecord(**json.loads(path.read_text()))
+        return record
 
     def numbered_names(self, count: int) -> list[str]:
         """`count` fresh names `<prefix>-NNNNN`, numbered after every complete shard."""
@@ -82,7 +85,7 @@ class ShardPool:
 
     def commit(self, record: ShardRecord) -> ShardRecord:
         """Write the record of a shard whose file is already in place; this makes it complete."""
-        if not (self.folder / record.file).is_file():
+        if record.file and not (self.folder / record.file).is_file():
             raise FileNotFoundError(f"shard file {self.folder / record.file} is not in place")
         atomic_write_json(self.folder / f"{record.name}.json", asdict(record))
         return record

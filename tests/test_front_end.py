@@ -122,3 +122,25 @@ def test_decord_backend_runs_the_stage(artifacts: Path) -> None:
     decode = run_stages(config, ["decode"], artifacts)["howto100m"]["decode"]
     assert decode.info["backend"] == "decord"
     assert decode.info["status_counts"] == {"ok": 2}
+
+
+def test_without_kept_frames_features_match(artifacts: Path) -> None:
+    """decode.keep_frames=false: no frame shards on disk, the same features (decoded again)."""
+    kept = run_stages(load_config("tiny"), STAGES, artifacts)["youcook2"]
+    streamed = run_stages(load_config("tiny", ["decode.keep_frames=false"]), STAGES, artifacts)
+    streamed = streamed["youcook2"]
+    status = read_table(streamed["decode"].output("decode"))
+    assert set(status.shard) == {""}
+    pools = {p.parent for p in (artifacts / "decode").glob("pool-*/frames-*.json")}
+    assert len(pools) == 2 and sum(1 for p in pools if not list(p.glob("*.h5"))) == 1
+    assert streamed["extract"].info["embedded_seconds"] == status.n_seconds.sum()
+    assert streamed["decode"].info["status_counts"] == kept["decode"].info["status_counts"]
+    kept_store = FeatureStore(kept["extract"].output("index"))
+    streamed_store = FeatureStore(streamed["extract"].output("index"))
+    assert sorted(streamed_store.video_ids) == sorted(kept_store.video_ids)
+    for video_id in kept_store.video_ids:
+        np.testing.assert_allclose(
+            streamed_store.features(video_id).astype(np.float32),
+            kept_store.features(video_id).astype(np.float32),
+            atol=2e-3,
+        )
