@@ -57,14 +57,15 @@ def _parser() -> argparse.ArgumentParser:
     run.set_defaults(command=_run)
 
     bench = commands.add_parser("bench", help="measure decode or extract speed and memory")
-    bench.add_argument("what", choices=["decode", "extract"])
-    _common(bench)
-    bench.add_argument("--video", type=Path, help="video to decode (default: a generated one)")
-    bench.add_argument(
-        "--seconds", type=int, default=60, help="video length (decode) or clips (extract)"
-    )
-    bench.add_argument("--repeats", type=int, default=3)
-    bench.set_defaults(command=_bench)
+    targets = bench.add_subparsers(required=True, dest="what", metavar="decode|extract")
+    for what, text in (("decode", "video length in s"), ("extract", "one-second clips")):
+        target = targets.add_parser(what, help=f"benchmark the {what} stage")
+        _common(target)
+        if what == "decode":
+            target.add_argument("--video", type=Path, help="default: a generated 360p video")
+        target.add_argument("--seconds", type=int, default=60, help=text)
+        target.add_argument("--repeats", type=int, default=3)
+        target.set_defaults(command=_bench)
     return parser
 
 
