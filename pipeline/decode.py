@@ -208,10 +208,17 @@ def decode_shards(tasks: list[DecodeTask], config: DecodeConfig) -> Iterable[Sha
         records = (decode_shard(task, config) for task in tasks)
         yield from _with_progress(records, len(tasks), started)
         return
-    with ProcessPoolExecutor(workers, mp_context=get_context("spawn")) as executor:
+    level = logging.getLogger().getEffectiveLevel()
+    context = get_context("spawn")
+    with ProcessPoolExecutor(workers, context, _log_like_parent, (level,)) as executor:
         futures = [executor.submit(decode_shard, task, config) for task in tasks]
         records = (future.result() for future in as_completed(futures))
         yield from _with_progress(records, len(tasks), started)
+
+
+def _log_like_parent(level: int) -> None:
+    """Worker initializer: a spawned process starts with no logging set up."""
+    logging.basicConfig(level=level, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
 
 
 def _with_progress(
