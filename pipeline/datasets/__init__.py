@@ -8,6 +8,7 @@ One module per dataset (`howto100m`, `youcook2`, `folder`), each with `load(conf
 from __future__ import annotations
 
 from pathlib import Path
+from types import ModuleType
 
 from pipeline.config import DatasetConfig
 from pipeline.datasets import folder, howto100m, youcook2
@@ -16,21 +17,19 @@ from pipeline.datasets.tables import DatasetTables
 
 def load_dataset(config: DatasetConfig, root: Path) -> DatasetTables:
     """The videos and pairs tables of the dataset at `root`, read by `config.adapter`."""
-    if config.adapter == "howto100m":
-        return howto100m.load(config, root)
-    elif config.adapter == "youcook2":
-        return youcook2.load(config, root)
-    elif config.adapter == "folder":
-        return folder.load(config, root)
-    raise ValueError(f"unknown dataset adapter {config.adapter!r}")
+    return _adapter(config).load(config, root)
 
 
 def annotation_files(config: DatasetConfig, root: Path) -> list[Path]:
     """The annotation files `config.adapter` reads at `root` (their content decides the tables)."""
+    return _adapter(config).annotation_files(config, root)
+
+
+def _adapter(config: DatasetConfig) -> ModuleType:
     if config.adapter == "howto100m":
-        return howto100m.annotation_files(config, root)
+        return howto100m
     elif config.adapter == "youcook2":
-        return youcook2.annotation_files(config, root)
+        return youcook2
     elif config.adapter == "folder":
-        return folder.annotation_files(config, root)
+        return folder
     raise ValueError(f"unknown dataset adapter {config.adapter!r}")
