@@ -1,7 +1,7 @@
 """The `fineco` command line: synthesise data, run stages locally, benchmark.
 
     fineco synth --config demo
-    fineco run --config demo --stages ingest,decode,extract [--videos DIR] [key=value ...]
+    fineco run --config demo [--stages ingest,decode,extract] [--videos DIR] [key=value ...]
     fineco bench decode|extract --config demo
 
 Overrides are dotted `key=value` pairs (`decode.size=112`). Stage code logs through `logging`;
@@ -52,7 +52,11 @@ def _parser() -> argparse.ArgumentParser:
 
     run = commands.add_parser("run", help="run pipeline stages locally (cached)")
     _common(run)
-    run.add_argument("--stages", default="ingest,decode,extract", help="comma-separated stages")
+    run.add_argument(
+        "--stages",
+        help="comma-separated stages to run; their upstream comes from cache or runs first "
+        "(default: all; with --videos: ingest,decode,extract)",
+    )
     run.add_argument("--videos", type=Path, help="a folder of your own videos (no captions)")
     run.set_defaults(command=_run)
 
@@ -85,11 +89,12 @@ def _synth(args: argparse.Namespace, config: Config) -> int:
 
 
 def _run(args: argparse.Namespace, config: Config) -> int:
-    from pipeline.runner import parse_stages, run_stages, with_video_folder
+    from pipeline.runner import FRONT_END, STAGES, parse_stages, run_stages, with_video_folder
 
+    stages = parse_stages(args.stages or STAGES)
     if args.videos is not None:
         config = with_video_folder(config, args.videos)
-    stages = parse_stages(args.stages)
+        stages = parse_stages(args.stages or FRONT_END)
     started = time.perf_counter()
     results = run_stages(config, stages, artifact_root())
     for dataset, manifests in results.items():

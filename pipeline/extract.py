@@ -25,6 +25,7 @@ import torch
 from models.s3dg import S3D
 from pipeline.config import DecodeConfig, ExtractConfig
 from pipeline.decoders import iter_clips
+from pipeline.devices import resolve_device
 from pipeline.probe import probe_video
 from pipeline.stage import StageResult, StageSpec, run_cached
 from storage.digests import code_digest, file_digest
@@ -37,7 +38,14 @@ log = logging.getLogger(__name__)
 
 ClipBatch = tuple[np.ndarray, list[str]]  # (B, F, S, S, 3) uint8 clips and each clip's video
 
-MODULES = ("pipeline.extract", "pipeline.decoders", "pipeline.probe", "models.s3dg", "storage")
+MODULES = (
+    "pipeline.extract",
+    "pipeline.decoders",
+    "pipeline.probe",
+    "pipeline.devices",
+    "models.s3dg",
+    "storage",
+)
 INDEX_COLUMNS = ["video_id", "shard", "row", "n_seconds"]
 PROGRESS_EVERY_S = 10.0
 
@@ -63,14 +71,6 @@ def weights_identity(config: ExtractConfig) -> dict[str, Any]:
     if not path.is_file():
         raise WeightsError(f"extract.weights: S3D weights file {path} does not exist")
     return {"random_init": False, "path": str(path), "sha256": file_digest(path)}
-
-
-def resolve_device(choice: str) -> torch.device:
-    if choice == "cuda" and not torch.cuda.is_available():
-        raise RuntimeError("extract.device=cuda but no CUDA device is available")
-    if choice == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    return torch.device(choice)
 
 
 def load_backbone(config: ExtractConfig, identity: dict[str, Any]) -> Backbone:

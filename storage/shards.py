@@ -332,7 +332,8 @@ class _ShardReader:
         return position
 
     def n_seconds(self, video_id: str) -> int:
-        return int(self._counts[self._position(video_id)])
+        position = self._position(video_id)  # opens the file (and loads the counts) first
+        return int(self._counts[position])
 
     def _locate(self, video_id: str, start: int, stop: int | None) -> tuple[int, int, int]:
         """(position, start, stop) of seconds [start, stop) of a video, checked."""

@@ -12,7 +12,7 @@ import pytest
 from flows.cli import main
 from pipeline.config import Config, load_config
 from pipeline.decode import DecodeStageError
-from pipeline.runner import STAGES, run_stages
+from pipeline.runner import FRONT_END, run_stages
 from pipeline.synth import synthesize
 from storage.features import FeatureStore
 from storage.layout import expand_path
@@ -44,7 +44,7 @@ def _youcook_truth(artifacts: Path) -> tuple[dict, dict]:
 
 def test_features_have_one_row_per_whole_second(artifacts: Path) -> None:
     config = load_config("tiny")
-    results = run_stages(config, STAGES, artifacts)
+    results = run_stages(config, FRONT_END, artifacts)
     database, broken = _youcook_truth(artifacts)
     status = read_table(results["youcook2"]["decode"].output("decode")).set_index("video_id")
     store = FeatureStore(results["youcook2"]["extract"].output("index"))
@@ -68,16 +68,16 @@ def test_features_have_one_row_per_whole_second(artifacts: Path) -> None:
 
 def test_second_run_does_no_work(artifacts: Path) -> None:
     config = load_config("tiny")
-    first = run_stages(config, STAGES, artifacts)
+    first = run_stages(config, FRONT_END, artifacts)
     files = {p: p.stat().st_mtime_ns for p in artifacts.rglob("*") if p.is_file()}
-    second = run_stages(config, STAGES, artifacts)
+    second = run_stages(config, FRONT_END, artifacts)
     assert second == first
     assert {p: p.stat().st_mtime_ns for p in artifacts.rglob("*") if p.is_file()} == files
 
 
 def test_adding_a_video_extracts_only_the_new_one(artifacts: Path) -> None:
     config = load_config("tiny")
-    first = run_stages(config, STAGES, artifacts)["howto100m"]
+    first = run_stages(config, FRONT_END, artifacts)["howto100m"]
     root = artifacts / "synth" / "tiny" / "howto100m"
     captions = json.loads((root / "caption.json").read_text())
     old_id, new_id = next(iter(captions)), "copyOfVideo"
@@ -85,7 +85,7 @@ def test_adding_a_video_extracts_only_the_new_one(artifacts: Path) -> None:
     captions[new_id] = captions[old_id]
     (root / "caption.json").write_text(json.dumps(captions))
 
-    second = run_stages(config, STAGES, artifacts)["howto100m"]
+    second = run_stages(config, FRONT_END, artifacts)["howto100m"]
     assert second["extract"].path != first["extract"].path
     new_seconds = FeatureStore(second["extract"].output("index")).n_seconds(new_id)
     assert second["extract"].info["embedded_seconds"] == new_seconds
@@ -126,8 +126,8 @@ def test_decord_backend_runs_the_stage(artifacts: Path) -> None:
 
 def test_without_kept_frames_features_match(artifacts: Path) -> None:
     """decode.keep_frames=false: no frame shards on disk, the same features (decoded again)."""
-    kept = run_stages(load_config("tiny"), STAGES, artifacts)["youcook2"]
-    streamed = run_stages(load_config("tiny", ["decode.keep_frames=false"]), STAGES, artifacts)
+    kept = run_stages(load_config("tiny"), FRONT_END, artifacts)["youcook2"]
+    streamed = run_stages(load_config("tiny", ["decode.keep_frames=false"]), FRONT_END, artifacts)
     streamed = streamed["youcook2"]
     status = read_table(streamed["decode"].output("decode"))
     assert set(status.shard) == {""}

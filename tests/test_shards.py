@@ -103,6 +103,18 @@ def test_frame_round_trip(tmp_path: Path, frame_videos: dict[str, np.ndarray]) -
         assert list(file["n_seconds"][()]) == [4, 9]
 
 
+def test_fresh_readers_answer_lengths_first(
+    tmp_path: Path, frame_videos: dict[str, np.ndarray], feature_videos: dict[str, np.ndarray]
+) -> None:
+    """n_seconds may be the first call on a reader (it opens the file itself)."""
+    write_frames(tmp_path / "frames.h5", frame_videos)
+    write_features(tmp_path / "features.h5", feature_videos)
+    with FrameShardReader(tmp_path / "frames.h5") as reader:
+        assert reader.n_seconds("vidéo 2") == 9
+    with FeatureShardReader(tmp_path / "features.h5") as reader:
+        assert reader.n_seconds("x/2") == 300
+
+
 def test_frame_discard_and_empty_video(tmp_path: Path) -> None:
     path = tmp_path / "frames-00001.h5"
     with FrameShardWriter(path, FRAMES_PER_SECOND, SIZE) as writer:

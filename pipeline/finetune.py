@@ -1,0 +1,105 @@
+"""Finetune stage: text→video retrieval (or multiple choice) with FineCo or the baseline.
+
+Two variants share every setting but the frame-level loss: `fineco` (L = weight · L1 + L2) and
+`baseline` (L2 only = VideoCLIP). Both start from the pretrain checkpoint when
+`finetune.from_pretrain` is set (paper §3.4, §4.2).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+from dataclasses import asdict
+from pathlib import Path
+from typing import Literal
+
+from pipeline.bert import build_model, load_tokenizer
+from pipeline.config import FinetuneConfig, ModelConfig
+from pipeline.fit import fit, optim_section
+from pipeline.objectives import finetune_objective
+from pipeline.stage import StageResult, StageSpec, run_cached
+from pipeline.training_data import PairClips
+from storage.checkpoints import load_weights
+from storage.features import FeatureStore
+from storage.layout import Manifest
+from storage.tables import read_table
+
+log = logging.getLogger(__name__)
+
+Variant = Literal["fineco", "baseline"]
+MODULES = (
+    "pipeline.finetune",
+    "pipeline.fit",
+    "pipeline.objectives",
+    "pipeline.train",
+    "pipeline.training_data",
+    "pipeline.bert",
+    "models",
+    "storage",
+)
+
+
+def variant_config(config: FinetuneConfig, variant: Variant) -> FinetuneConfig:
+    """The settings of one variant: the baseline is the same run without FineCo's L1."""
+    if variant == "fineco":
+        return config
+    return dataclasses.replace(config, fineco=dataclasses.replace(config.fineco, enabled=False))
+
+
+def variants(config: FinetuneConfig) -> list[Variant]:
+    """The variants a config asks for (the baseline only beside an enabled FineCo)."""
+    if not config.fineco.enabled:
+        return ["baseline"]
+    return ["fineco", "baseline"] if config.baseline else ["fineco"]
+
+
+def run_finetune(
+    config: FinetuneConfig,
+    variant: Variant,
+    model_config: ModelConfig,
+    ingest: Manifest,
+    extract: Manifest,
+    pretrain: Manifest | None,
+    artifacts: Path,
+) -> Manifest:
+    """Fine-tune one variant on the `config.split` pairs of the ingested dataset."""
+    settings = variant_config(config, variant)
+    section = {**asdict(settings), "optim": optim_section(settings.optim)}
+    section.pop("baseline")  # which variants run is the runner's business, not this run's
+    section["model"] = asdict(model_config)
+    if settings.from_pretrain and pretrain is None:
+        raise ValueError("finetune.from_pretrain is set but no pretrain manifest was given")
+    upstream = [ingest, extract] + ([pretrain] if settings.from_pretrain and pretrain else [])
+    spec = StageSpec("finetune", section, upstream, MODULES)
+
+    def build(folder: Path) -> StageResult:
+        pairs = read_table(ingest.output("pairs"))
+        pairs = pairs[pairs.split == settings.split]
+        dataset = PairClips(
+            pairs,
+            FeatureStore(extract.output("index")),
+            load_tokenizer(model_config.bert),
+            model_config.max_video_len,
+            model_config.max_text_tokens,
+        )
+        if len(dataset) == 0:
+            raise ValueError(
+                f"finetune: no {settings.split!r} pairs with features in {settings.dataset!r}"
+            )
+        model, facts = build_model(model_config)
+        start = "bert"
+        if settings.from_pretrain and pretrain is not None:
+            load_weights(pretrain.output("weights"), model)
+            start = pretrain.path
+        info = {
+            "dataset": settings.dataset,
+            "variant": variant,
+            "model": facts,
+            "started_from": start,
+            "fineco": asdict(settings.fineco),
+            "objective": settings.objective,
+            "dropped_pairs": dict(dataset.dropped),
+        }
+        return fit(model, finetune_objective(settings), dataset, settings.optim, folder, info)
+
+    return run_cached(artifacts, spec, build)

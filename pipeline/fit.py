@@ -1,0 +1,66 @@
+"""Run the training loop for a stage and describe its outputs (shared by pretrain and finetune)."""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterable
+from dataclasses import asdict
+from pathlib import Path
+from typing import Any
+
+from torch.utils.data import Dataset
+
+from models.videoclip import VideoCLIP
+from pipeline.config import OptimConfig
+from pipeline.objectives import Objective
+from pipeline.stage import StageResult
+from pipeline.train import train
+from pipeline.training_data import make_loader
+
+CHECKPOINTS = "checkpoints"
+SCHEDULING_FIELDS = ("device", "num_workers")  # change where it runs, not what it learns
+
+
+def optim_section(optim: OptimConfig) -> dict[str, Any]:
+    """The optimiser settings that belong in a cache key."""
+    section = asdict(optim)
+    for name in SCHEDULING_FIELDS:
+        section.pop(name)
+    return section
+
+
+def fit(
+    model: VideoCLIP,
+    objective: Objective,
+    dataset: Dataset,
+    optim: OptimConfig,
+    folder: Path,
+    info: dict[str, Any],
+) -> StageResult:
+    """Train `model` on `dataset` into `folder/checkpoints` (resuming a killed run), then name
+    the final weights and the per-step metrics as the stage's outputs."""
+    steps_per_epoch = math.ceil(len(dataset) / optim.batch_size)
+
+    def loader(epoch: int, skip_batches: int) -> Iterable:
+        return make_loader(
+            dataset,
+            optim.batch_size,
+            shuffle=True,
+            seed=optim.seed,
+            epoch=epoch,
+            num_workers=optim.num_workers,
+            skip_batches=skip_batches,
+        )
+
+    result = train(model, objective, loader, steps_per_epoch, optim, folder / CHECKPOINTS)
+    weights = (result.final_checkpoint / "model.safetensors").relative_to(folder)
+    metrics = result.metrics_path.relative_to(folder)
+    summary = {
+        **info,
+        "steps": result.steps,
+        "steps_per_epoch": steps_per_epoch,
+        "train_seconds": round(result.seconds, 1),
+        "resumed_from_step": result.resumed_from,
+        "items": len(dataset),
+    }
+    return StageResult(outputs={"weights": str(weights), "metrics": str(metrics)}, info=summary)

@@ -1,0 +1,435 @@
+"""Report stage: report.md with the metric tables, training curves and frame strips (DESIGN.md §3).
+
+Reads only files written by earlier stages: evaluate's `metrics.json` and `frame_scores.h5` per
+fine-tuned variant, the training logs (`metrics.jsonl`), the evaluated dataset's `decode.parquet`
+and frame shards, and on synthetic data the ground-truth relevant seconds. Writes
+
+    report.md           title, backbone statement, Table-1-style retrieval tables (ours, tie-safe,
+                        and MMPT-compatible, each without and with DualSoftmax), selector precision
+    loss_curves.png     pretrain and fine-tune losses; FineCo's L1, L2 and all-positive share
+    strip-NN.png        paper Figure 3 in spirit: 1-fps thumbnails of a test clip, the frame
+                        selector's probability of each second as a bar, ground-truth seconds framed
+
+A thumbnail that cannot be read is drawn as a grey placeholder and noted; it never fails the report.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from collections.abc import Mapping
+from dataclasses import asdict, dataclass
+from datetime import UTC, datetime
+from decimal import ROUND_HALF_UP, Decimal
+from pathlib import Path
+from typing import Any
+
+import h5py
+import numpy as np
+import pandas as pd
+
+from pipeline.config import Config, ReportConfig
+from pipeline.report_figures import (
+    Strip,
+    load_thumbnails,
+    plot_frame_strip,
+    plot_loss_curves,
+)
+from pipeline.stage import StageResult, StageSpec, run_cached
+from storage.atomic import atomic_write_text
+from storage.layout import Manifest
+from storage.tables import read_table
+
+log = logging.getLogger(__name__)
+
+METRIC_COLUMNS = ("R@1", "R@5", "R@10", "MedR", "MeanR")
+# The paper's numbers, for orientation only (FineCo paper Tables 1 and 2; MeanR not reported).
+PAPER_ROWS: dict[str, list[tuple[str, tuple[float, float, float, float]]]] = {
+    "youcook2": [
+        ("VideoCLIP (Xu et al., 2021)", (32.2, 62.6, 75.0, 3.0)),
+        ("FineCo w/o DS", (35.7, 65.9, 77.5, 3.0)),
+        ("FineCo w DS", (37.6, 66.6, 78.2, 3.0)),
+    ],
+    "msrvtt": [
+        ("VideoCLIP (Xu et al., 2021)", (30.9, 55.4, 66.8, 4.0)),
+        ("FineCo", (32.6, 62.1, 71.4, 3.0)),
+    ],
+}
+
+
+@dataclass(frozen=True)
+class RunInputs:
+    """One fine-tuned variant: its evaluation outputs and training log."""
+
+    variant: str  # "fineco" or "baseline"
+    metrics_json: Path  # evaluate's metrics.json
+    frame_scores_h5: Path  # evaluate's frame_scores.h5
+    train_metrics: Path  # finetune's metrics.jsonl
+    settings: dict[str, Any]  # e.g. {"strategy": "fixed_k", "k": 50, "weight": 1.0}
+
+
+@dataclass(frozen=True)
+class ReportInputs:
+    config_name: str
+    runs: list[RunInputs]
+    pretrain_metrics: Path | None  # pretrain's metrics.jsonl
+    decode_table: Path  # decode.parquet of the evaluated dataset (video_id, path, shard, ...)
+    decode_folder: Path  # folder of decode.parquet; shard paths are relative to it
+    ground_truth: Path | None  # synthetic ground_truth.json; None for real data
+    s3d_random_init: bool  # from the extract manifest
+    dataset: str
+    split: str
+    pairs_table: Path | None = None  # ingest's pairs.parquet (pair_id, text): strip captions
+
+
+@dataclass(frozen=True)
+class FrameScores:
+    """evaluate's frame_scores.h5: frame j of pair i is video second start_s[i] + j."""
+
+    pair_ids: list[str]  # (V,)
+    video_ids: list[str]  # (V,)
+    offsets: np.ndarray  # (V+1,) int64
+    probabilities: np.ndarray  # (ΣK,) float32, softmax over each clip's frames
+    start_s: np.ndarray  # (V,) int64
+
+    def clip(self, pair_id: str) -> tuple[str, int, np.ndarray]:
+        """(video id, first second, probabilities (K,)) of one pair."""
+        i = self.pair_ids.index(pair_id)
+        start, stop = int(self.offsets[i]), int(self.offsets[i + 1])
+        return self.video_ids[i], int(self.start_s[i]), self.probabilities[start:stop]
+
+
+def write_report(inputs: ReportInputs, config: ReportConfig, folder: Path) -> list[str]:
+    """Write report.md and its PNG figures into `folder`; returns their paths relative to it."""
+    folder.mkdir(parents=True, exist_ok=True)
+    metrics = {run.variant: read_metrics(run.metrics_json) for run in inputs.runs}
+    truth = json.loads(inputs.ground_truth.read_text()) if inputs.ground_truth else None
+
+    pretrain = read_training_log(inputs.pretrain_metrics) if inputs.pretrain_metrics else None
+    finetune = {run.variant: read_training_log(run.train_metrics) for run in inputs.runs}
+    plot_loss_curves(pretrain, finetune, folder / "loss_curves.png")
+    pngs = ["loss_curves.png"]
+
+    strips, strip_markdown = write_strips(inputs, config, truth, folder)
+    pngs += strips
+    sections = [
+        header_markdown(inputs, metrics),
+        metric_tables_markdown(inputs, metrics),
+        paper_table_markdown(inputs.dataset),
+        precision_markdown(inputs.runs, metrics, truth is not None),
+        curves_markdown(inputs, pretrain, finetune),
+        strip_markdown,
+    ]
+    atomic_write_text(folder / "report.md", "\n\n".join(s for s in sections if s) + "\n")
+    return ["report.md", *pngs]
+
+
+# ---------------------------------------------------------------- reading earlier stages' files
+
+
+def read_metrics(path: Path) -> dict[str, Any]:
+    """evaluate's metrics.json, checked for the keys the report uses."""
+    metrics = json.loads(Path(path).read_text())
+    for key in ("plain", "dual_softmax", "mmpt", "mmpt_dual_softmax"):
+        missing = [c for c in METRIC_COLUMNS if c not in metrics.get(key, {})]
+        if missing:
+            raise ValueError(f"{path}: expected {key!r} with {METRIC_COLUMNS}, missing {missing}")
+    return metrics
+
+
+def read_training_log(path: Path) -> pd.DataFrame | None:
+    """metrics.jsonl as a frame (step, loss, lr, parts flattened to `part:<name>`), by step.
+
+    None when the file is absent; unreadable lines (a killed writer's last line) are skipped and a
+    step logged twice (a resumed run) keeps its last entry.
+    """
+    if not path.is_file():
+        log.warning("report: training log %s is missing", path)
+        return None
+    rows = []
+    for number, line in enumerate(path.read_text().splitlines(), start=1):
+        try:
+            entry = json.loads(line)
+        except json.JSONDecodeError:
+            log.warning("report: %s line %d is not JSON; skipped", path, number)
+            continue
+        if not isinstance(entry, dict) or "step" not in entry or "loss" not in entry:
+            continue
+        parts = {f"part:{k}": v for k, v in (entry.get("parts") or {}).items()}
+        rows.append({"step": entry["step"], "loss": entry["loss"], "lr": entry.get("lr"), **parts})
+    if not rows:
+        return None
+    frame = pd.DataFrame(rows).drop_duplicates("step", keep="last")
+    return frame.sort_values("step").reset_index(drop=True)
+
+
+def read_frame_scores(path: Path) -> FrameScores:
+    with h5py.File(path, "r") as handle:
+        scores = FrameScores(
+            pair_ids=list(handle["pair_ids"].asstr()[()]),
+            video_ids=list(handle["video_ids"].asstr()[()]),
+            offsets=handle["offsets"][()],
+            probabilities=handle["probabilities"][()],
+            start_s=handle["start_s"][()],
+        )
+    pairs = len(scores.pair_ids)
+    if len(scores.offsets) != pairs + 1 or scores.offsets[-1] != len(scores.probabilities):
+        raise ValueError(
+            f"{path}: expected offsets of length {pairs + 1} ending at "
+            f"{len(scores.probabilities)}, found {scores.offsets.tolist()[-3:]}"
+        )
+    return scores
+
+
+def read_captions(path: Path | None) -> dict[str, str]:
+    if path is None or not path.is_file():
+        return {}
+    pairs = read_table(path)
+    return dict(zip(pairs.pair_id.astype(str), pairs.text.astype(str)))
+
+
+# ---------------------------------------------------------------- markdown
+
+
+def format_metric(value: float) -> str:
+    """Paper style, one decimal (R@1 37.6, MedR 3.0), halves rounded up as printed: 11.25 → 11.3."""
+    decimal = Decimal(repr(float(value))).quantize(Decimal("0.1"), rounding=ROUND_HALF_UP)
+    return f"{decimal:.1f}"
+
+
+def header_markdown(inputs: ReportInputs, metrics: dict[str, dict[str, Any]]) -> str:
+    date = datetime.now(UTC).strftime("%Y-%m-%d")
+    if inputs.s3d_random_init:
+        backbone = (
+            "**S3D-G backbone: randomly initialised.** The video features come from a randomly "
+            "initialised S3D-G; numbers measure the pipeline, not the paper's model."
+        )
+    else:
+        backbone = "**S3D-G backbone: pretrained weights loaded** (features as in the paper)."
+    sizes = ", ".join(f"{v}: {m.get('queries')} queries × {m.get('videos')} videos"
+                      for v, m in metrics.items())  # fmt: skip
+    return (
+        f"# FineCo report — {inputs.config_name} ({date})\n\n{backbone}\n\n"
+        f"Evaluated on **{inputs.dataset}** split **{inputs.split}** ({sizes})."
+    )
+
+
+def settings_text(settings: dict[str, Any]) -> str:
+    return ", ".join(f"{k}={v}" for k, v in settings.items()) or "default settings"
+
+
+def metric_table_markdown(
+    metrics: dict[str, dict[str, Any]], plain_key: str, dual_softmax_key: str
+) -> str:
+    """Rows: each variant × {no DS, DS}; columns R@1, R@5, R@10, MedR, MeanR."""
+    lines = ["| Variant | DS | " + " | ".join(METRIC_COLUMNS) + " |", "|---|---|" + "---:|" * 5]
+    for variant, run in metrics.items():
+        for ds, key in (("no", plain_key), ("yes", dual_softmax_key)):
+            cells = [format_metric(run[key][c]) for c in METRIC_COLUMNS]
+            lines.append(f"| {variant} | {ds} | " + " | ".join(cells) + " |")
+    return "\n".join(lines)
+
+
+def metric_tables_markdown(inputs: ReportInputs, metrics: dict[str, dict[str, Any]]) -> str:
+    runs = "; ".join(f"{r.variant}: {settings_text(r.settings)}" for r in inputs.runs)
+    temperatures = {m.get("dual_softmax_temperature") for m in metrics.values()}
+    temperature = ", ".join(str(t) for t in sorted(temperatures, key=str))
+    return (
+        "## Text→video retrieval\n\n"
+        f"Ours: tie-safe ranks (a tie with the target counts against it). R@K in percent. "
+        f"DS = DualSoftmax re-ranking (temperature {temperature}). Runs — {runs}.\n\n"
+        + metric_table_markdown(metrics, "plain", "dual_softmax")
+        + "\n\n### MMPT-compatible numbers\n\n"
+        "The same scores ranked with MMPT's recipe (`where(sx - d == 0)`), which skews R@K on "
+        "ties; given for comparison with VideoCLIP's published code.\n\n"
+        + metric_table_markdown(metrics, "mmpt", "mmpt_dual_softmax")
+    )
+
+
+def paper_table_markdown(dataset: str) -> str:
+    rows = PAPER_ROWS.get(dataset)
+    if not rows:
+        return ""
+    lines = ["| Model | R@1 | R@5 | R@10 | MedR |", "|---|---:|---:|---:|---:|"]
+    lines += [f"| {name} | " + " | ".join(format_metric(x) for x in values) + " |"
+              for name, values in rows]  # fmt: skip
+    return (
+        f"### The paper's numbers on {dataset} (for orientation)\n\n"
+        "Real data, pretrained S3D-G and BERT-base: comparable only with a run on the real "
+        "dataset with pretrained weights.\n\n" + "\n".join(lines)
+    )
+
+
+def precision_markdown(
+    runs: list[RunInputs], metrics: dict[str, dict[str, Any]], has_ground_truth: bool
+) -> str:
+    title = "## Frame-selector precision\n\n"
+    if not has_ground_truth:
+        return title + (
+            "Frame-selector precision is unavailable: this dataset has no ground-truth relevant "
+            "seconds (only the synthetic data records them)."
+        )
+    lines = [
+        "Share of the selector's top-k seconds that are ground-truth relevant, against the "
+        "share a random choice of k seconds would get.\n"
+    ]
+    for run in runs:
+        precision = metrics[run.variant].get("frame_precision")
+        if precision is None:
+            lines.append(f"- **{run.variant}**: not measured (no pair with ground truth).")
+            continue
+        ours, chance = precision["precision_at_k"], precision["random_expectation"]
+        line = (
+            f"- **{run.variant}**: precision@{precision['k']} = {100 * ours:.1f}% vs "
+            f"{100 * chance:.1f}% random expectation ({precision['pairs']} pairs)"
+        )
+        if run.variant == "baseline":
+            line += (
+                "; the baseline's frame selector is untrained (its objective has no frame loss), "
+                "so this is a chance-level reference"
+            )
+        lines.append(line + ".")
+    return title + "\n".join(lines)
+
+
+def curves_markdown(
+    inputs: ReportInputs, pretrain: pd.DataFrame | None, finetune: dict[str, pd.DataFrame | None]
+) -> str:
+    logs = {"pretrain": pretrain, **finetune} if inputs.pretrain_metrics else finetune
+    shown = ", ".join(name for name, frame in logs.items() if frame is not None) or "none"
+    missing = [name for name, frame in logs.items() if frame is None]
+    note = f" Missing or empty training log: {', '.join(missing)}." if missing else ""
+    return f"## Training curves\n\nLogs shown: {shown}.{note}\n\n![training loss](loss_curves.png)"
+
+
+# ---------------------------------------------------------------- loss curves
+
+
+# ---------------------------------------------------------------- frame strips (paper Figure 3)
+
+
+def write_strips(
+    inputs: ReportInputs, config: ReportConfig, truth: dict[str, Any] | None, folder: Path
+) -> tuple[list[str], str]:
+    """strip-NN.png for the first `config.strip_pairs` pair ids (sorted) of the fineco run."""
+    if not inputs.runs or config.strip_pairs == 0:
+        return [], ""
+    run = next((r for r in inputs.runs if r.variant == "fineco"), inputs.runs[0])
+    scores = read_frame_scores(run.frame_scores_h5)
+    videos, decode_problem = read_decode_rows(inputs.decode_table)
+    captions = read_captions(inputs.pairs_table)
+    framed = ", ground-truth relevant seconds framed in green" if truth is not None else ""
+    lines = [
+        "## Frame strips\n",
+        f"The first {config.strip_pairs} test pairs (sorted ids): 1-fps thumbnails (at most "
+        f"{config.strip_seconds} seconds) and under each the {run.variant} frame selector's "
+        f"probability of that second (softmax over the whole clip; dashed: uniform 1/K){framed}.",
+    ]
+    names = []
+    for number, pair_id in enumerate(sorted(set(scores.pair_ids))[: config.strip_pairs], 1):
+        video_id, start, probabilities = scores.clip(pair_id)
+        stop = start + min(len(probabilities), config.strip_seconds)
+        video = videos.get(video_id)
+        thumbnails, problem = load_thumbnails(video, video_id, inputs.decode_folder, start, stop)
+        if video is None and decode_problem:
+            problem = decode_problem
+        pair_truth = (truth or {}).get(pair_id)
+        strip = Strip(
+            title=captions.get(pair_id)
+            or f"(caption unavailable) {pair_truth['concept'] if pair_truth else pair_id}",
+            subtitle=f"pair {pair_id} · video {video_id} · seconds {start}–{stop - 1}"
+            f" (clip of {len(probabilities)} s) · {run.variant} selector",
+            seconds=list(range(start, stop)),
+            probabilities=probabilities[: stop - start],
+            clip_length=len(probabilities),
+            thumbnails=thumbnails,
+            relevant=set(pair_truth["seconds"]) if pair_truth else None,
+        )
+        name = f"strip-{number:02d}.png"
+        plot_frame_strip(strip, folder / name)
+        names.append(name)
+        lines.append(f"\n### {number}. {strip.title}\n\n{strip.subtitle}\n\n![{pair_id}]({name})")
+        if problem:
+            lines.append(f"\nThumbnails unavailable ({problem}); grey placeholders drawn.")
+    return names, "\n".join(lines)
+
+
+def read_decode_rows(path: Path) -> tuple[dict[str, dict[str, Any]], str]:
+    """decode.parquet rows by video id, and why there are none ("" when read)."""
+    try:
+        table = read_table(path)
+    except Exception as error:  # thumbnails only: never fail the report for them
+        log.warning("report: cannot read %s: %s", path, error)
+        return {}, f"cannot read {path}: {error}"
+    rows = table.to_dict("records")
+    return {str(row["video_id"]): row for row in rows}, ""
+
+
+# ---------------------------------------------------------------- the stage
+
+MODULES = ("pipeline.report", "pipeline.report_figures", "storage")
+GROUND_TRUTH = "ground_truth.json"  # written by pipeline/synth.py beside the annotations
+
+
+def report_inputs(
+    config: Config, results: Mapping[str, Mapping[str, Manifest]]
+) -> tuple[ReportInputs, list[Manifest]]:
+    """What the report reads, from the manifests of a run; and those manifests (its upstream)."""
+    runs, upstream = [], []
+    for variant in ("fineco", "baseline"):
+        stages = results.get(variant, {})
+        if "evaluate" not in stages:
+            continue
+        finetune, evaluate = stages["finetune"], stages["evaluate"]
+        fineco = finetune.info.get("fineco", {})
+        settings = (
+            {key: fineco[key] for key in ("strategy", "k", "ratio", "weight") if key in fineco}
+            if fineco.get("enabled")
+            else {"L1": "off (VideoCLIP)"}
+        )
+        runs.append(
+            RunInputs(
+                variant=variant,
+                metrics_json=evaluate.output("metrics"),
+                frame_scores_h5=evaluate.output("frame_scores"),
+                train_metrics=finetune.output("metrics"),
+                settings=settings,
+            )
+        )
+        upstream += [finetune, evaluate]
+    pretrain = results.get("pretrain", {}).get("pretrain")
+    test = results[config.evaluate.dataset]
+    truth = Path(test["ingest"].info["root"]) / GROUND_TRUTH
+    inputs = ReportInputs(
+        config_name=config.name,
+        runs=runs,
+        pretrain_metrics=pretrain.output("metrics") if pretrain else None,
+        decode_table=test["decode"].output("decode"),
+        decode_folder=Path(test["decode"].path),
+        ground_truth=truth if truth.is_file() else None,
+        s3d_random_init=bool(test["extract"].info.get("random_init")),
+        dataset=config.evaluate.dataset,
+        split=config.evaluate.split,
+        pairs_table=test["ingest"].output("pairs"),
+    )
+    upstream += [test["ingest"], test["decode"], test["extract"]] + ([pretrain] if pretrain else [])
+    return inputs, upstream
+
+
+def run_report(
+    config: Config, results: Mapping[str, Mapping[str, Manifest]], artifacts: Path
+) -> Manifest:
+    """Write the report of a run whose evaluate stages are done (cached like every stage)."""
+    inputs, upstream = report_inputs(config, results)
+    if not inputs.runs:
+        raise ValueError("report: no evaluated variant to report on (run evaluate first)")
+    section = {"config": config.name, **asdict(config.report)}
+    spec = StageSpec("report", section, upstream, MODULES)
+
+    def build(folder: Path) -> StageResult:
+        written = write_report(inputs, config.report, folder)
+        outputs = {"report": "report.md"} | {name: name for name in written if name != "report.md"}
+        log.info("report: %s", folder / "report.md")
+        return StageResult(outputs=outputs, info={"figures": len(written) - 1})
+
+    return run_cached(artifacts, spec, build)

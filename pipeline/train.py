@@ -1,0 +1,404 @@
+"""The training loop shared by pretraining and fine-tuning (DESIGN.md §5; videoclip-facts §2.2).
+
+VideoCLIP's recipe: Adam (betas 0.9/0.98, weight decay 0), linear warm-up then polynomial decay
+to 0 over the real run length, gradient clipping, mixed precision on GPU. The loop checkpoints
+into `out_dir` (storage/checkpoints.py) and resumes from its latest checkpoint bit for bit: model,
+optimizer, scheduler, loss scale and every RNG state are restored, and the loader is asked for the
+rest of the interrupted epoch. `out_dir/metrics.jsonl` holds one JSON line per optimizer step.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import logging
+import math
+import random
+import time
+from collections.abc import Callable, Iterable, Iterator
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from torch import Tensor, nn
+from torch.optim.lr_scheduler import LambdaLR
+
+from pipeline.config import OptimConfig
+from pipeline.devices import resolve_device
+from storage.atomic import atomic_write_text, fsync_path
+from storage.checkpoints import latest_checkpoint, load_checkpoint, save_checkpoint
+
+log = logging.getLogger(__name__)
+
+METRICS = "metrics.jsonl"
+# What a resumed run must share with its checkpoint: these decide the schedule and the batches.
+# Where it runs (device, num_workers), amp, grad_clip and checkpoint_every may change.
+RESUME_FIELDS = (
+    "epochs",
+    "batch_size",
+    "lr",
+    "betas",
+    "weight_decay",
+    "warmup_steps",
+    "decay_power",
+    "seed",
+)
+
+
+class NonFiniteLossError(RuntimeError):
+    """A NaN or infinite loss (or gradient norm): training stops before the optimizer step."""
+
+
+@dataclass
+class LossTerms:
+    total: Tensor  # () the loss to minimise
+    parts: dict[str, float]  # named components, logged to metrics.jsonl
+
+
+@dataclass
+class TrainResult:
+    steps: int  # optimizer steps done in total (all runs of this out_dir)
+    final_checkpoint: Path  # the checkpoint folder holding the weights the model now has
+    metrics_path: Path
+    seconds: float  # wall time of this call
+    resumed_from: int | None  # the checkpoint step this call started from, None for a fresh run
+
+
+LoaderFn = Callable[[int, int], Iterable[Any]]  # (epoch, skip_batches) -> that epoch's batches
+LossFn = Callable[[nn.Module, Any], LossTerms]  # (model, batch on the device) -> loss terms
+
+
+@dataclass
+class _Progress:
+    step: int = 0  # optimizer steps done
+    epoch: int = 0  # the epoch the next batch comes from
+    step_in_epoch: int = 0  # batches of `epoch` already trained on
+    seconds: float = 0.0  # training wall time of earlier calls
+
+    def advance(self, steps_per_epoch: int) -> None:
+        self.step += 1
+        self.step_in_epoch += 1
+        if self.step_in_epoch == steps_per_epoch:
+            self.epoch += 1
+            self.step_in_epoch = 0
+
+
+def lr_factor(step: int, warmup_steps: int, total_steps: int, power: float) -> float:
+    """Multiplier of the base lr after `step` optimizer steps: linear warm-up from 0 over
+    `warmup_steps`, then `(1 - progress) ** power` down to 0 at `total_steps` (the convention of
+    transformers' `get_polynomial_decay_schedule_with_warmup` with lr_end = 0)."""
+    if step < warmup_steps:
+        return step / warmup_steps
+    if step >= total_steps:
+        return 0.0
+    progress = (step - warmup_steps) / (total_steps - warmup_steps)
+    return (1.0 - progress) ** power
+
+
+def effective_warmup(warmup_steps: int, total_steps: int) -> int:
+    """`warmup_steps`, or a tenth of the run (at least 1) when it would not end before the run."""
+    if warmup_steps < total_steps:
+        return warmup_steps
+    clamped = max(1, total_steps // 10)
+    log.warning(
+        "warmup_steps=%d is not below the run's %d steps; warming up over %d steps instead",
+        warmup_steps,
+        total_steps,
+        clamped,
+    )
+    return clamped
+
+
+def resolve_amp(choice: str, device: torch.device) -> torch.dtype | None:
+    """The autocast dtype, None for fp32. `auto`: bf16 on a GPU that supports it, else fp16
+    (with a loss scaler); off on CPU."""
+    if choice == "off":
+        return None
+    if device.type != "cuda":
+        if choice == "fp16":
+            raise ValueError(f"amp=fp16 needs a CUDA device; this run is on {device}")
+        return torch.bfloat16 if choice == "bf16" else None
+    if choice == "auto":
+        return torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
+    return torch.bfloat16 if choice == "bf16" else torch.float16
+
+
+def train(
+    model: nn.Module,
+    loss_fn: LossFn,
+    loader_fn: LoaderFn,
+    steps_per_epoch: int,
+    config: OptimConfig,
+    out_dir: Path,
+    stop_after: int | None = None,
+    log_every: int = 10,
+) -> TrainResult:
+    """Train `model` for `config.epochs` epochs of `steps_per_epoch` batches, or continue the run
+    whose checkpoints are in `out_dir`. On return the model holds the final checkpoint's weights
+    (also for a run that was already complete) and is in the train/eval mode it came in.
+
+    `loader_fn(epoch, skip_batches)` gives epoch `epoch`'s batches (each with `.to(device)` and
+    `.size`) without its first `skip_batches`; the order must depend on (seed, epoch) only and
+    loading must not draw from torch's global RNG, so a resumed run sees the same batches and
+    dropout masks as an uninterrupted one. `stop_after` stops (after a checkpoint) once that many
+    steps are done in total. Raises NonFiniteLossError on a NaN/inf loss, before the update.
+    """
+    started = time.perf_counter()
+    if steps_per_epoch < 1:
+        raise ValueError(f"steps_per_epoch must be >= 1, found {steps_per_epoch}")
+    was_training = model.training
+    trainer = _Trainer(model, loss_fn, steps_per_epoch, config, out_dir, started)
+    checkpoint = latest_checkpoint(out_dir)
+    resumed_from = None
+    if checkpoint is None:
+        _seed_everything(config.seed)
+    else:
+        trainer.restore(checkpoint)
+        resumed_from = trainer.progress.step
+    truncate_metrics(trainer.metrics_path, trainer.progress.step)
+    stop = trainer.total_steps if stop_after is None else min(stop_after, trainer.total_steps)
+    if trainer.progress.step < stop:
+        checkpoint = trainer.run(loader_fn, stop, log_every)
+    model.train(was_training)
+    seconds = time.perf_counter() - started
+    return TrainResult(
+        trainer.progress.step, checkpoint, trainer.metrics_path, seconds, resumed_from
+    )
+
+
+class _Trainer:
+    """The optimizer, schedule and progress of one run, and the steps that move it on."""
+
+    def __init__(
+        self,
+        model: nn.Module,
+        loss_fn: LossFn,
+        steps_per_epoch: int,
+        config: OptimConfig,
+        out_dir: Path,
+        started: float,
+    ) -> None:
+        self.model, self.loss_fn, self.config, self.out_dir = model, loss_fn, config, out_dir
+        self.steps_per_epoch, self.started = steps_per_epoch, started
+        self.device = resolve_device(config.device)
+        self.amp_dtype = resolve_amp(config.amp, self.device)
+        self.total_steps = config.epochs * steps_per_epoch
+        self.warmup = effective_warmup(config.warmup_steps, self.total_steps)
+        model.to(self.device)
+        self.optimizer = torch.optim.Adam(
+            model.parameters(), config.lr, tuple(config.betas), weight_decay=config.weight_decay
+        )
+        warmup, total, power = self.warmup, self.total_steps, config.decay_power
+        self.scheduler = LambdaLR(self.optimizer, lambda s: lr_factor(s, warmup, total, power))
+        fp16 = self.amp_dtype == torch.float16
+        self.scaler = torch.amp.GradScaler("cuda") if fp16 else None
+        self.max_norm = config.grad_clip if config.grad_clip > 0 else math.inf
+        self.progress = _Progress()
+        self.clock = started  # end of the previous step
+        out_dir.mkdir(parents=True, exist_ok=True)
+        self.metrics_path = out_dir / METRICS
+
+    def restore(self, checkpoint: Path) -> None:
+        state = load_checkpoint(checkpoint, self.model, self.optimizer, self.scheduler, self.scaler)
+        _check_resumable(checkpoint, state, self.config, self.steps_per_epoch)
+        self.progress = _Progress(
+            state["step"], state["epoch"], state["step_in_epoch"], state.get("seconds", 0.0)
+        )
+        log.info("resuming from %s (step %d/%d)", checkpoint, state["step"], self.total_steps)
+
+    def save(self) -> Path:
+        progress = self.progress
+        trainer_state = {
+            "epoch": progress.epoch,
+            "step_in_epoch": progress.step_in_epoch,
+            "total_steps": self.total_steps,
+            "steps_per_epoch": self.steps_per_epoch,
+            "warmup_steps": self.warmup,
+            "seconds": self.seconds(),
+            "amp": str(self.amp_dtype).removeprefix("torch.") if self.amp_dtype else "off",
+            "config": asdict(self.config),
+        }
+        return save_checkpoint(
+            self.out_dir,
+            progress.step,
+            self.model,
+            self.optimizer,
+            self.scheduler,
+            trainer_state,
+            self.scaler,
+        )
+
+    def seconds(self) -> float:
+        """Training wall time over every call on this out_dir."""
+        return self.progress.seconds + time.perf_counter() - self.started
+
+    def run(self, loader_fn: LoaderFn, stop: int, log_every: int) -> Path:
+        """Step until `stop` steps are done, checkpointing every `checkpoint_every` steps and at
+        `stop`; returns the last checkpoint."""
+        log.info(
+            "training steps %d..%d of %d (%d epochs × %d) on %s, amp %s, warm-up %d",
+            *(self.progress.step + 1, stop, self.total_steps, self.config.epochs),
+            *(self.steps_per_epoch, self.device, self.amp_dtype or "off", self.warmup),
+        )
+        self.model.train()
+        progress, every = self.progress, self.config.checkpoint_every
+        window = _Window(progress.step)
+        self.clock = time.perf_counter()
+        with self.metrics_path.open("a") as metrics:
+            while progress.step < stop:
+                skip = progress.step_in_epoch
+                for batch in _epoch_batches(loader_fn, progress.epoch, skip, self.steps_per_epoch):
+                    line = self.step(batch)
+                    metrics.write(json.dumps(line) + "\n")
+                    if log_every > 0 and progress.step % log_every == 0:
+                        window.log(line, self.total_steps)
+                    if progress.step == stop or (every > 0 and progress.step % every == 0):
+                        metrics.flush()  # the metrics of every checkpointed step are on disk
+                        fsync_path(self.metrics_path)
+                        checkpoint = self.save()
+                    if progress.step == stop:
+                        break
+        return checkpoint
+
+    def step(self, batch: Any) -> dict[str, Any]:
+        """One optimizer step; returns its metrics line."""
+        batch = batch.to(self.device)
+        autocast = (
+            torch.autocast(self.device.type, dtype=self.amp_dtype)
+            if self.amp_dtype is not None
+            else contextlib.nullcontext()
+        )
+        with autocast:
+            terms = self.loss_fn(self.model, batch)
+        loss = terms.total.item()
+        if not math.isfinite(loss):
+            raise NonFiniteLossError(
+                f"loss is {loss} at step {self.progress.step + 1} ({self._where()}); loss parts "
+                f"{terms.parts}; the last checkpoint is left as it was"
+            )
+        lr = self.optimizer.param_groups[0]["lr"]
+        grad_norm = self._update(terms.total)
+        epoch = self.progress.epoch
+        self.progress.advance(self.steps_per_epoch)
+        now = time.perf_counter()  # the step's time includes loading its batch
+        elapsed, self.clock = now - self.clock, now
+        return {
+            "step": self.progress.step,
+            "epoch": epoch,
+            "lr": lr,
+            "loss": loss,
+            "parts": terms.parts,
+            "grad_norm": grad_norm if math.isfinite(grad_norm) else None,
+            "seconds": round(self.seconds(), 3),
+            "samples_per_s": round(batch.size / elapsed, 2) if elapsed > 0 else None,
+        }
+
+    def _update(self, total: Tensor) -> float:
+        """Backward, clip to `grad_clip` (fp16: on unscaled gradients), step; the norm before
+        clipping."""
+        self.optimizer.zero_grad(set_to_none=True)
+        if self.scaler is None:
+            total.backward()
+        else:
+            self.scaler.scale(total).backward()
+            self.scaler.unscale_(self.optimizer)
+        parameters = self.model.parameters()
+        grad_norm = torch.nn.utils.clip_grad_norm_(parameters, self.max_norm).item()
+        if self.scaler is None:
+            if not math.isfinite(grad_norm):
+                raise NonFiniteLossError(
+                    f"gradient norm is {grad_norm} at step {self.progress.step + 1} "
+                    f"({self._where()}); the last checkpoint is left as it was"
+                )
+            self.optimizer.step()
+        else:  # skips the update when the scaled gradients overflowed, then lowers the scale
+            self.scaler.step(self.optimizer)
+            self.scaler.update()
+        self.scheduler.step()
+        return grad_norm
+
+    def _where(self) -> str:
+        progress = self.progress
+        return f"epoch {progress.epoch}, batch {progress.step_in_epoch + 1} of the epoch"
+
+
+class _Window:
+    """Steps per second between two progress log lines."""
+
+    def __init__(self, step: int) -> None:
+        self.step, self.time = step, time.perf_counter()
+
+    def log(self, line: dict[str, Any], total_steps: int) -> None:
+        now = time.perf_counter()
+        rate = (line["step"] - self.step) / max(now - self.time, 1e-9)
+        self.step, self.time = line["step"], now
+        grad_norm = "n/a" if line["grad_norm"] is None else f"{line['grad_norm']:.3f}"
+        log.info(
+            "step %d/%d  epoch %d  loss %.4f  lr %.3e  grad_norm %s  %.2f steps/s",
+            line["step"],
+            total_steps,
+            line["epoch"],
+            line["loss"],
+            line["lr"],
+            grad_norm,
+            rate,
+        )
+
+
+def _epoch_batches(
+    loader_fn: LoaderFn, epoch: int, skip: int, steps_per_epoch: int
+) -> Iterator[Any]:
+    """The epoch's batches after the first `skip`: exactly `steps_per_epoch - skip` of them."""
+    wanted = steps_per_epoch - skip
+    count = 0
+    for batch in loader_fn(epoch, skip):
+        yield batch
+        count += 1
+        if count == wanted:
+            return
+    raise ValueError(
+        f"the loader of epoch {epoch} gave {count} batches after skipping {skip}; expected "
+        f"{wanted} (steps_per_epoch={steps_per_epoch})"
+    )
+
+
+def _seed_everything(seed: int) -> None:
+    random.seed(seed)
+    np.random.seed(seed)
+    torch.manual_seed(seed)  # CUDA generators too
+
+
+def _check_resumable(
+    checkpoint: Path, state: dict[str, Any], config: OptimConfig, steps_per_epoch: int
+) -> None:
+    saved = dict(state.get("config", {}), steps_per_epoch=state.get("steps_per_epoch"))
+    # through JSON, as the saved values went, so tuples compare equal to lists
+    current = json.loads(json.dumps(dict(asdict(config), steps_per_epoch=steps_per_epoch)))
+    for name in (*RESUME_FIELDS, "steps_per_epoch"):
+        if saved.get(name) != current[name]:
+            raise ValueError(
+                f"cannot resume from {checkpoint}: it was trained with {name}={saved.get(name)!r}, "
+                f"this run asks for {current[name]!r}; delete {checkpoint.parent} to start over"
+            )
+
+
+def truncate_metrics(path: Path, step: int) -> None:
+    """Drop the lines of `path` after `step` (and a torn last line), atomically, so a resumed run
+    appends without duplicates."""
+    if not path.is_file():
+        return
+    lines = path.read_text().splitlines()
+    kept = []
+    for number, line in enumerate(lines):
+        try:
+            record = json.loads(line)
+        except json.JSONDecodeError:
+            if number == len(lines) - 1:  # a write cut short by a kill
+                break
+            raise ValueError(f"{path}: line {number + 1} is not JSON: {line[:80]!r}") from None
+        if record["step"] <= step:
+            kept.append(line)
+    if len(kept) != len(lines):
+        atomic_write_text(path, "".join(line + "\n" for line in kept))

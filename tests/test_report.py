@@ -1,0 +1,310 @@
+"""Tests for pipeline/report.py: tables, statements, figures, thumbnails from fake stage outputs."""
+
+from __future__ import annotations
+
+import json
+import re
+import shutil
+import subprocess
+from dataclasses import replace
+from pathlib import Path
+
+import h5py
+import matplotlib.image
+import numpy as np
+import pandas as pd
+import pytest
+
+from pipeline.config import ReportConfig
+from pipeline.report import (
+    ReportInputs,
+    RunInputs,
+    metric_table_markdown,
+    read_training_log,
+    write_report,
+)
+from storage.shards import FrameShardWriter
+
+PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
+SIZE = 32  # thumbnail pixels (S)
+FRAMES = 2  # frames per second in the shard (F)
+SECONDS = 6  # seconds per video
+RED, BLUE = (250, 10, 10), (10, 10, 250)  # first and second frame of every shard second
+# pair id → (video id, first second, clip length K); sorted ids: a_0, a_1, b_0
+PAIRS = {"b_0": ("vid-b", 0, 6), "a_1": ("vid-a", 2, 3), "a_0": ("vid-a", 0, 5)}
+TRUTH = {
+    "a_0": {"video_id": "vid-a", "concept": "whisk eggs", "seconds": [1, 2]},
+    "a_1": {"video_id": "vid-a", "concept": "fry onions", "seconds": [3]},
+    "b_0": {"video_id": "vid-b", "concept": "slice bread", "seconds": [4, 5]},
+}
+
+
+def retrieval(r1: float, r5: float, r10: float, medr: float, meanr: float) -> dict[str, float]:
+    return {"R@1": r1, "R@5": r5, "R@10": r10, "MedR": medr, "MeanR": meanr}
+
+
+def precision(at_k: float) -> dict[str, float]:
+    return {"k": 5, "precision_at_k": at_k, "random_expectation": 0.48, "pairs": 40}
+
+
+METRICS = {
+    "fineco": {
+        "plain": retrieval(12.5, 40.0, 60.0, 7.0, 9.1),
+        "dual_softmax": retrieval(15.0, 42.5, 62.5, 6.0, 8.35),
+        "mmpt": retrieval(17.5, 45.0, 65.0, 5.0, 7.4),
+        "mmpt_dual_softmax": retrieval(20.0, 47.5, 67.5, 4.5, 6.6),
+        "frame_precision": precision(0.61),
+    },
+    "baseline": {
+        "plain": retrieval(10.0, 35.0, 55.0, 8.0, 10.25),
+        "dual_softmax": retrieval(11.25, 37.5, 57.5, 7.5, 9.9),
+        "mmpt": retrieval(13.75, 38.75, 58.75, 7.0, 9.0),
+        "mmpt_dual_softmax": retrieval(14.0, 39.0, 59.0, 6.0, 8.8),
+        "frame_precision": precision(0.47),
+    },
+}
+
+
+def write_metrics(path: Path, variant: str) -> None:
+    common = {"dataset": "youcook2", "split": "val", "queries": 40, "videos": 40}
+    document = {"variant": variant, **common, **METRICS[variant], "dual_softmax_temperature": 1.0}
+    path.write_text(json.dumps(document))
+
+
+def write_frame_scores(path: Path, seed: int) -> None:
+    rng = np.random.default_rng(seed)
+    pair_ids = list(PAIRS)
+    lengths = [PAIRS[p][2] for p in pair_ids]
+    logits = rng.standard_normal(sum(lengths)).astype(np.float32)  # (ΣK,)
+    offsets = np.cumsum([0, *lengths]).astype(np.int64)  # (V+1,)
+    probabilities = np.concatenate(
+        [np.exp(row) / np.exp(row).sum() for row in np.split(logits, offsets[1:-1])]
+    )
+    strings = h5py.string_dtype("utf-8")
+    with h5py.File(path, "w") as handle:
+        handle["pair_ids"] = np.array(pair_ids, dtype=object).astype(strings)
+        video_ids = [PAIRS[p][0] for p in pair_ids]
+        handle["video_ids"] = np.array(video_ids, dtype=object).astype(strings)
+        handle["offsets"] = offsets
+        handle["logits"] = logits
+        handle["probabilities"] = probabilities.astype(np.float32)
+        handle["start_s"] = np.array([PAIRS[p][1] for p in pair_ids], dtype=np.int64)
+
+
+def write_training_log(path: Path, steps: int, parts: tuple[str, ...]) -> None:
+    lines = []
+    for step in range(steps):
+        values = {name: 2.0 / (1 + step) + 0.1 * index for index, name in enumerate(parts)}
+        if "all_positive_share" in parts:
+            values["all_positive_share"] = 0.5 * step / steps
+        terms = [v for name, v in values.items() if name != "all_positive_share"]
+        loss = sum(terms) if terms else 3 / (1 + step)
+        lines.append(json.dumps({"step": step, "loss": loss, "lr": 1e-4, "parts": values}))
+    path.write_text("\n".join(lines) + "\n")
+
+
+def write_frame_shard(path: Path) -> None:
+    clip = np.zeros((FRAMES, SIZE, SIZE, 3), dtype=np.uint8)  # (F, S, S, 3)
+    clip[0], clip[1] = RED, BLUE
+    with FrameShardWriter(path, FRAMES, SIZE) as writer:
+        for video_id in ("vid-a", "vid-b"):
+            writer.begin_video(video_id)
+            for _ in range(SECONDS):
+                writer.append_second(clip)
+            writer.end_video()
+        writer.commit()
+
+
+def write_decode_table(folder: Path, shard: str, video_paths: dict[str, Path]) -> Path:
+    rows = [
+        {"video_id": v, "path": str(p), "status": "ok", "n_seconds": SECONDS, "shard": shard}
+        for v, p in video_paths.items()
+    ]
+    path = folder / "decode.parquet"
+    pd.DataFrame(rows).to_parquet(path, index=False)
+    return path
+
+
+@pytest.fixture
+def inputs(tmp_path: Path) -> ReportInputs:
+    runs = []
+    for seed, variant in enumerate(("fineco", "baseline")):
+        run_folder = tmp_path / variant
+        run_folder.mkdir()
+        write_metrics(run_folder / "metrics.json", variant)
+        write_frame_scores(run_folder / "frame_scores.h5", seed)
+        parts = ("l1", "l2", "all_positive_share") if variant == "fineco" else ("l2",)
+        write_training_log(run_folder / "metrics.jsonl", 37, parts)
+        settings = {"strategy": "fixed_k", "k": 50, "weight": 1.0} if variant == "fineco" else {}
+        runs.append(
+            RunInputs(
+                variant,
+                run_folder / "metrics.json",
+                run_folder / "frame_scores.h5",
+                run_folder / "metrics.jsonl",
+                settings,
+            )
+        )
+    write_training_log(tmp_path / "pretrain.jsonl", 53, ())
+    decode_folder = tmp_path / "decode"
+    (decode_folder / "shards").mkdir(parents=True)
+    write_frame_shard(decode_folder / "shards" / "frames-00000.h5")
+    missing = {v: tmp_path / f"{v}.mp4" for v in ("vid-a", "vid-b")}  # never read: shard kept
+    (tmp_path / "ground_truth.json").write_text(json.dumps(TRUTH))
+    pairs = pd.DataFrame({"pair_id": list(TRUTH), "text": [f"caption of {p}" for p in TRUTH]})
+    pairs.to_parquet(tmp_path / "pairs.parquet", index=False)
+    return ReportInputs(
+        config_name="tiny",
+        runs=runs,
+        pretrain_metrics=tmp_path / "pretrain.jsonl",
+        decode_table=write_decode_table(decode_folder, "shards/frames-00000.h5", missing),
+        decode_folder=decode_folder,
+        ground_truth=tmp_path / "ground_truth.json",
+        s3d_random_init=True,
+        dataset="youcook2",
+        split="val",
+        pairs_table=tmp_path / "pairs.parquet",
+    )
+
+
+def read_png(path: Path) -> np.ndarray:
+    assert path.read_bytes()[:8] == PNG_SIGNATURE, f"{path} is not a PNG"
+    image = matplotlib.image.imread(path)  # (h, w, 4) float in [0, 1]
+    assert image.ndim == 3 and image.shape[0] > 50 and image.shape[1] > 50
+    return image
+
+
+def has_colour(image: np.ndarray, rgb: tuple[int, int, int]) -> bool:
+    close = np.abs(image[..., :3] * 255 - np.array(rgb)).max(axis=-1) < 12  # (h, w)
+    return int(close.sum()) >= 20
+
+
+def test_report_tables_statements_and_figures(inputs: ReportInputs, tmp_path: Path) -> None:
+    out = tmp_path / "report"
+    written = write_report(inputs, ReportConfig(strip_pairs=2, strip_seconds=24), out)
+    assert written == ["report.md", "loss_curves.png", "strip-01.png", "strip-02.png"]
+    text = (out / "report.md").read_text()
+    assert re.search(r"^# FineCo report — tiny \(\d{4}-\d{2}-\d{2}\)$", text, re.MULTILINE)
+    statement = (
+        "features come from a randomly initialised S3D-G; numbers measure the pipeline, not the "
+        "paper's model"
+    )
+    assert statement in text
+    for row in (
+        "| fineco | no | 12.5 | 40.0 | 60.0 | 7.0 | 9.1 |",
+        "| fineco | yes | 15.0 | 42.5 | 62.5 | 6.0 | 8.4 |",  # halves round up, as printed
+        "| baseline | no | 10.0 | 35.0 | 55.0 | 8.0 | 10.3 |",
+        "| baseline | yes | 11.3 | 37.5 | 57.5 | 7.5 | 9.9 |",
+        "| fineco | no | 17.5 | 45.0 | 65.0 | 5.0 | 7.4 |",  # MMPT-compatible table
+        "| baseline | yes | 14.0 | 39.0 | 59.0 | 6.0 | 8.8 |",
+    ):
+        assert row in text
+    plain, mmpt = text.index("| fineco | no | 12.5"), text.index("| fineco | no | 17.5")
+    assert plain < text.index("MMPT-compatible") < mmpt
+    assert "strategy=fixed_k, k=50, weight=1.0" in text
+    assert "**fineco**: precision@5 = 61.0% vs 48.0% random expectation (40 pairs)" in text
+    assert "**baseline**: precision@5 = 47.0% vs 48.0% random expectation (40 pairs)" in text
+    assert "frame selector is untrained" in text
+    assert "| FineCo w DS | 37.6 | 66.6 | 78.2 | 3.0 |" in text  # the paper, for orientation
+    assert "placeholder" not in text
+    links = re.findall(r"!\[[^\]]*\]\(([^)]+)\)", text)
+    assert links == ["loss_curves.png", "strip-01.png", "strip-02.png"]
+    for link in links:
+        read_png(out / link)
+    assert not list(out.glob(".*tmp*"))
+
+
+def test_strips_show_first_frames_of_the_sorted_first_pairs(
+    inputs: ReportInputs, tmp_path: Path
+) -> None:
+    out = tmp_path / "report"
+    write_report(inputs, ReportConfig(strip_pairs=3, strip_seconds=4), out)
+    text = (out / "report.md").read_text()
+    order = [text.index(f"### {n}. caption of {p}") for n, p in enumerate(["a_0", "a_1", "b_0"], 1)]
+    assert order == sorted(order)
+    assert "pair a_0 · video vid-a · seconds 0–3 (clip of 5 s)" in text  # capped at 4 seconds
+    assert "pair a_1 · video vid-a · seconds 2–4 (clip of 3 s)" in text
+    image = read_png(out / "strip-01.png")
+    assert has_colour(image, RED), "thumbnails should be the first frame of each second"
+    assert not has_colour(image, BLUE), "the second frame of a second was drawn"
+    assert has_colour(image, (44, 160, 44)), "ground-truth seconds should be framed in green"
+
+
+def test_frames_not_kept_and_video_missing_gives_placeholders(
+    inputs: ReportInputs, tmp_path: Path
+) -> None:
+    folder = tmp_path / "no-frames"
+    folder.mkdir()
+    missing = {v: tmp_path / "gone" / f"{v}.mp4" for v in ("vid-a", "vid-b")}
+    table = write_decode_table(folder, "", missing)
+    inputs = replace(inputs, decode_table=table, decode_folder=folder)
+    out = tmp_path / "report"
+    written = write_report(inputs, ReportConfig(strip_pairs=2, strip_seconds=24), out)
+    assert written[-2:] == ["strip-01.png", "strip-02.png"]
+    text = (out / "report.md").read_text()
+    assert text.count("grey placeholders drawn") == 2
+    assert "no such file" in text
+    assert not has_colour(read_png(out / "strip-01.png"), RED)
+
+
+def test_thumbnails_decoded_from_the_video_when_frames_were_not_kept(
+    inputs: ReportInputs, tmp_path: Path
+) -> None:
+    if shutil.which("ffmpeg") is None:
+        pytest.skip("ffmpeg is not installed")
+    video = tmp_path / "red.mp4"
+    command = "ffmpeg -nostdin -loglevel error -y -f lavfi -i color=c=0xFA0A0A:s=64x48:r=8:d=6"
+    subprocess.run([*command.split(), "-pix_fmt", "yuv444p", str(video)], check=True)
+    folder = tmp_path / "decoded"
+    folder.mkdir()
+    table = write_decode_table(folder, "", {"vid-a": video, "vid-b": video})
+    out = tmp_path / "report"
+    config = ReportConfig(strip_pairs=1, strip_seconds=24)
+    write_report(replace(inputs, decode_table=table, decode_folder=folder), config, out)
+    assert "placeholder" not in (out / "report.md").read_text()
+    assert has_colour(read_png(out / "strip-01.png"), RED)
+
+
+def test_without_ground_truth_precision_is_unavailable(
+    inputs: ReportInputs, tmp_path: Path
+) -> None:
+    inputs = replace(inputs, ground_truth=None, s3d_random_init=False, pairs_table=None)
+    out = tmp_path / "report"
+    written = write_report(inputs, ReportConfig(strip_pairs=1), out)
+    text = (out / "report.md").read_text()
+    assert "Frame-selector precision is unavailable" in text
+    assert "precision@5" not in text
+    assert "pretrained weights loaded" in text
+    assert "randomly initialised" not in text
+    assert "### 1. (caption unavailable) a_0" in text
+    read_png(out / written[-1])
+
+
+def test_missing_training_logs_are_noted(inputs: ReportInputs, tmp_path: Path) -> None:
+    runs = [replace(run, train_metrics=tmp_path / "absent.jsonl") for run in inputs.runs]
+    inputs = replace(inputs, runs=runs, pretrain_metrics=None)
+    out = tmp_path / "report"
+    write_report(inputs, ReportConfig(strip_pairs=0), out)
+    text = (out / "report.md").read_text()
+    assert "Logs shown: none. Missing or empty training log: fineco, baseline." in text
+    read_png(out / "loss_curves.png")
+    assert not list(out.glob("strip-*.png"))
+
+
+def test_training_log_keeps_the_last_entry_of_a_step_and_skips_a_torn_line(
+    tmp_path: Path,
+) -> None:
+    path = tmp_path / "metrics.jsonl"
+    entries = [{"step": 0, "loss": 3.0}, {"step": 1, "loss": 2.0}, {"step": 1, "loss": 1.5}]
+    path.write_text("\n".join(json.dumps(e) for e in entries) + '\n{"step": 2, "lo')
+    log = read_training_log(path)
+    assert log is not None
+    assert log.step.tolist() == [0, 1] and log.loss.tolist() == [3.0, 1.5]
+
+
+def test_metric_table_formats_like_the_paper() -> None:
+    metrics = {"x": {"a": retrieval(33.333, 66.0, 100.0, 3, 4.06), "b": retrieval(0, 0, 0, 1, 1)}}
+    lines = metric_table_markdown(metrics, "a", "b").splitlines()
+    assert lines[0] == "| Variant | DS | R@1 | R@5 | R@10 | MedR | MeanR |"
+    assert lines[2] == "| x | no | 33.3 | 66.0 | 100.0 | 3.0 | 4.1 |"
+    assert lines[3] == "| x | yes | 0.0 | 0.0 | 0.0 | 1.0 | 1.0 |"
