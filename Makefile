@@ -36,14 +36,15 @@ lint: venv
 test: venv lint
 	$(BIN)/python -m pytest -q
 
-## demo: synthesise the demo data and run the pipeline stages built so far on it.
+## demo: synthesise the demo data and run every stage on it; prints where the report is.
 demo: venv
 	$(BIN)/fineco synth --config demo
-	$(BIN)/fineco run --config demo --stages ingest,decode,extract
+	$(BIN)/fineco run --config demo
 
 bench: venv
 	$(BIN)/fineco bench decode --config demo
 	$(BIN)/fineco bench extract --config demo
+	$(BIN)/fineco bench train --config demo
 
 clean:
 	rm -rf artifacts .pytest_cache .ruff_cache

@@ -102,6 +102,8 @@ def _run(args: argparse.Namespace, config: Config) -> int:
             print(f"{dataset:>12} {stage:<8} {manifest.path}  {_facts(manifest.info)}")
             for video_id, why in manifest.info.get("bad_videos", {}).items():
                 print(f"{'':>12} {'':<8} bad video {video_id}: {why}")
+    if "report" in results:
+        print(f"report: {results['report']['report'].output('report')}")
     print(f"done in {time.perf_counter() - started:.1f} s")
     return 0
 
