@@ -70,6 +70,12 @@ def _parser() -> argparse.ArgumentParser:
         target.add_argument("--seconds", type=int, default=60, help=text)
         target.add_argument("--repeats", type=int, default=3)
         target.set_defaults(command=_bench)
+    train = targets.add_parser("train", help="fine-tuning steps/s and memory: demo and paper sizes")
+    _common(train)
+    train.add_argument("--steps", type=int, default=3, help="timed steps per run")
+    train.add_argument("--repeats", type=int, default=1, help="fresh-process runs per setting")
+    train.add_argument("--demo-only", action="store_true", help="skip the paper-size settings")
+    train.set_defaults(command=_bench)
     return parser
 
 
@@ -123,6 +129,19 @@ def _bench(args: argparse.Namespace, config: Config) -> int:
             if not video.is_file():
                 bench.make_bench_video(video, args.seconds, 640, 360, 30)
         print(bench.format_bench(bench.bench_decode(video, config.decode, args.repeats)))
+        return 0
+    if args.what == "train":
+        from pipeline.bench_train import (
+            TrainSetting,
+            bench_train,
+            format_train_bench,
+            paper_settings,
+        )
+
+        demo = TrainSetting(config.name, config.model, config.finetune.optim.batch_size)
+        settings = [demo] + ([] if args.demo_only else paper_settings())
+        result = bench_train(settings, config.finetune, args.steps, args.repeats)
+        print(format_train_bench(result))
         return 0
     settings = [(config.decode.frames_per_second, config.decode.size), PAPER_CLIP]
     result = bench.bench_extract(

@@ -22,6 +22,7 @@ from __future__ import annotations
 import json
 import os
 import resource
+import signal
 import statistics
 import subprocess
 import sys
@@ -97,10 +98,10 @@ def _measure_in_fresh_process(
     script of the caller, and fork would start the child at the caller's RSS.
     """
     job = {"method": method, "video": str(video), "info": asdict(info), "config": asdict(config)}
-    return _run_job({"kind": "decode", **job})
+    return run_job({"kind": "decode", **job})
 
 
-def _run_job(job: dict[str, Any]) -> dict[str, Any]:
+def run_job(job: dict[str, Any]) -> dict[str, Any]:
     """Run one measurement job in a new interpreter and return what it printed."""
     root = str(Path(__file__).resolve().parents[1])
     env = {
@@ -113,6 +114,10 @@ def _run_job(job: dict[str, Any]) -> dict[str, Any]:
         env=env,
         check=False,
     )
+    if result.returncode < 0:
+        name = signal.Signals(-result.returncode).name
+        hint = " (out of memory?)" if name == "SIGKILL" else ""
+        raise RuntimeError(f"bench job {job['kind']} was killed by {name}{hint}")
     if result.returncode != 0:
         raise RuntimeError(f"bench job {job} failed: {last_line(result.stderr)}")
     return json.loads(result.stdout)
@@ -176,10 +181,10 @@ def format_bench(result: dict[str, Any]) -> str:
                 f"{method['vs_bare']:.2f}",
             ]
         )
-    return _table(head, rows)
+    return table(head, rows)
 
 
-def _table(head: str, rows: list[list[str]]) -> str:
+def table(head: str, rows: list[list[str]]) -> str:
     """`head`, then `rows` (the first is the header) as aligned columns."""
     columns = rows[0]
     widths = [max(len(row[i]) for row in rows) for i in range(len(columns))]
@@ -237,7 +242,7 @@ def bench_extract(
     for _ in range(repeats):
         for frames, size in settings:
             job = {"kind": "extract", "config": asdict(config), "frames": frames, "size": size}
-            runs[f"{frames}x{size}"].append(_run_job({**job, "seconds": seconds}))
+            runs[f"{frames}x{size}"].append(run_job({**job, "seconds": seconds}))
     results = {}
     for name, measured in runs.items():
         wall = statistics.median(run["wall_s"] for run in measured)
@@ -281,7 +286,7 @@ def format_extract_bench(result: dict[str, Any]) -> str:
                 f"{row['gpu_peak_mib']:.0f}" if row["gpu_peak_mib"] else "-",
             ]
         )
-    return _table(head, rows)
+    return table(head, rows)
 
 
 def _measure_extract(job: dict[str, Any]) -> dict[str, Any]:
@@ -324,6 +329,11 @@ def _measure_job(argument: str) -> None:
     job = json.loads(argument)
     if job["kind"] == "extract":
         print(json.dumps(_measure_extract(job)))
+        return
+    if job["kind"] == "train":
+        from pipeline.bench_train import measure_train
+
+        print(json.dumps(measure_train(job)))
         return
     info, config = VideoInfo(**job["info"]), DecodeConfig(**job["config"])
     print(json.dumps(_measure(job["method"], Path(job["video"]), info, config)))

@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Literal
 
 from pipeline.bert import build_model, load_tokenizer
-from pipeline.config import FinetuneConfig, ModelConfig
+from pipeline.config import FinecoConfig, FinetuneConfig, ModelConfig
 from pipeline.fit import fit, optim_section
 from pipeline.objectives import finetune_objective
 from pipeline.stage import StageResult, StageSpec, run_cached
@@ -40,10 +40,14 @@ MODULES = (
 
 
 def variant_config(config: FinetuneConfig, variant: Variant) -> FinetuneConfig:
-    """The settings of one variant: the baseline is the same run without FineCo's L1."""
+    """The settings of one variant: the baseline is the same run without FineCo's L1.
+
+    The baseline gets a canonical disabled FineCo section, so FineCo-only settings (strategy,
+    k, ...) do not change its cache key: changing them reruns the FineCo variant alone.
+    """
     if variant == "fineco":
         return config
-    return dataclasses.replace(config, fineco=dataclasses.replace(config.fineco, enabled=False))
+    return dataclasses.replace(config, fineco=FinecoConfig(enabled=False))
 
 
 def variants(config: FinetuneConfig) -> list[Variant]:

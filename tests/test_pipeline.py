@@ -1,0 +1,82 @@
+"""Every stage on tiny synthetic data: ingest → … → report, caching and targeted reruns."""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+
+import pytest
+
+from pipeline.config import load_config
+from pipeline.runner import STAGES, run_stages
+from pipeline.synth import synthesize
+from storage.layout import expand_path
+
+
+@pytest.fixture(scope="module")
+def artifacts(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    root = tmp_path_factory.mktemp("artifacts")
+    config = load_config("tiny")
+    synthesize(config.synth, expand_path(config.synth.out_dir, root))
+    return root
+
+
+@pytest.fixture(scope="module")
+def first_run(artifacts: Path) -> dict:
+    return run_stages(load_config("tiny"), STAGES, artifacts)
+
+
+def test_all_stages_write_their_outputs(first_run: dict) -> None:
+    assert set(first_run) == {"howto100m", "youcook2", "pretrain", "fineco", "baseline", "report"}
+    metrics = json.loads(first_run["fineco"]["evaluate"].output("metrics").read_text())
+    for block in ("plain", "dual_softmax", "mmpt", "mmpt_dual_softmax"):
+        assert set(metrics[block]) == {"R@1", "R@5", "R@10", "MedR", "MeanR"}
+    assert metrics["frame_precision"]["pairs"] > 0
+    assert metrics["s3d_random_init"] is True
+    assert (
+        first_run["fineco"]["finetune"]
+        .info["started_from"]
+        .endswith(first_run["pretrain"]["pretrain"].cache_key)
+    )
+    baseline = first_run["baseline"]["finetune"].info
+    assert baseline["fineco"]["enabled"] is False
+    log = first_run["fineco"]["finetune"].output("metrics").read_text().splitlines()
+    assert "l1" in json.loads(log[-1])["parts"]
+    report = first_run["report"]["report"].output("report").read_text()
+    assert "randomly initialised" in report and "| fineco | no |" in report
+    assert "| baseline | yes |" in report
+
+
+def test_second_run_is_all_cache_hits(artifacts: Path, first_run: dict) -> None:
+    files = {p: p.stat().st_mtime_ns for p in artifacts.rglob("*") if p.is_file()}
+    assert run_stages(load_config("tiny"), STAGES, artifacts) == first_run
+    assert {p: p.stat().st_mtime_ns for p in artifacts.rglob("*") if p.is_file()} == files
+
+
+def test_strategy_change_reruns_only_the_fineco_branch(artifacts: Path, first_run: dict) -> None:
+    config = load_config("tiny", ["finetune.fineco.strategy=median"])
+    second = run_stages(config, STAGES, artifacts)
+    unchanged = ["howto100m", "youcook2", "pretrain", "baseline"]
+    assert {group: second[group] for group in unchanged} == {g: first_run[g] for g in unchanged}
+    for stage in ("finetune", "evaluate"):
+        assert second["fineco"][stage].path != first_run["fineco"][stage].path
+    assert second["report"]["report"].path != first_run["report"]["report"].path
+
+
+def test_killed_finetune_resumes_from_its_checkpoint(artifacts: Path, first_run: dict) -> None:
+    """A stage folder without a manifest (killed run) resumes from its last checkpoint."""
+    done = first_run["fineco"]["finetune"]
+    folder = Path(done.path)
+    copy = folder.parent / "killed-copy"
+    shutil.copytree(folder, copy)
+    (folder / "manifest.json").unlink()
+    checkpoints = sorted((folder / "checkpoints").glob("checkpoint-*"))
+    latest = checkpoints[-1]
+    shutil.rmtree(latest)  # as if killed after the previous checkpoint
+    (folder / "checkpoints" / "latest").write_text(checkpoints[-2].name)
+    again = run_stages(load_config("tiny"), ["finetune"], artifacts)["fineco"]["finetune"]
+    assert again.info["resumed_from_step"] is not None
+    weights = again.info["output_digests"]["weights"]
+    assert weights == done.info["output_digests"]["weights"]  # bit-for-bit the same weights
+    shutil.rmtree(copy)
