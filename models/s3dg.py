@@ -16,7 +16,7 @@ Shapes: B batch, C channels, T frames, H height, W width, L words.
 from __future__ import annotations
 
 import re
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from typing import NamedTuple
 
 import torch
@@ -303,3 +303,23 @@ class S3D(nn.Module):
                 f"text_ids must be (B, L) int64, got {tuple(text_ids.shape)} {text_ids.dtype}"
             )
         return self.text_module(text_ids)
+
+
+@torch.no_grad()
+def calibrate_batch_norm(model: nn.Module, batches: Iterable[Tensor]) -> None:
+    """Set every BatchNorm's running mean and variance to their averages over `batches`.
+
+    Used for a randomly initialised backbone: with BatchNorm's default statistics (mean 0, var 1)
+    activations drift with depth and all inputs map to nearly one vector. Leaves `model` in eval.
+    """
+    norms = [module for module in model.modules() if isinstance(module, nn.BatchNorm3d)]
+    momenta = [norm.momentum for norm in norms]
+    for norm in norms:
+        norm.reset_running_stats()
+        norm.momentum = None  # cumulative average over the calibration batches
+    model.train()
+    for batch in batches:
+        model(batch)
+    for norm, momentum in zip(norms, momenta, strict=True):
+        norm.momentum = momentum
+    model.eval()

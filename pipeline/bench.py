@@ -296,11 +296,11 @@ def _measure_extract(job: dict[str, Any]) -> dict[str, Any]:
     import numpy as np
     import torch
 
-    from pipeline.extract import embed_clips, load_backbone
+    from pipeline.backbone import embed_clips, load_backbone, weights_identity
 
-    config = ExtractConfig(**job["config"])
-    backbone = load_backbone(config, {"random_init": True, "seed": config.init_seed})
+    config = ExtractConfig(**{**job["config"], "weights": ""})
     frames, size, batch = job["frames"], job["size"], config.batch_seconds
+    backbone = load_backbone(config, weights_identity(config, frames, size))
     clips = np.random.default_rng(0).integers(0, 256, (batch, frames, size, size, 3), np.uint8)
     embed_clips(backbone, clips)  # warm-up: allocator, kernels, threads
     if backbone.device.type == "cuda":

@@ -14,21 +14,18 @@ import logging
 import os
 import time
 from collections.abc import Iterator
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import pandas as pd
-import torch
 
-from models.s3dg import S3D
+from pipeline.backbone import Backbone, embed_clips, load_backbone, weights_identity
 from pipeline.config import DecodeConfig, ExtractConfig
 from pipeline.decoders import iter_clips
-from pipeline.devices import resolve_device
 from pipeline.probe import probe_video
 from pipeline.stage import StageResult, StageSpec, run_cached
-from storage.digests import code_digest, file_digest
+from storage.digests import code_digest
 from storage.layout import Manifest, cache_key
 from storage.pool import ShardPool, ShardRecord
 from storage.shards import FeatureShardWriter, FrameShardReader
@@ -43,79 +40,12 @@ MODULES = (
     "pipeline.decoders",
     "pipeline.probe",
     "pipeline.devices",
+    "pipeline.backbone",
     "models.s3dg",
     "storage",
 )
 INDEX_COLUMNS = ["video_id", "shard", "row", "n_seconds"]
 PROGRESS_EVERY_S = 10.0
-
-
-class WeightsError(ValueError):
-    """A weights file that is missing or does not fit the S3D-G architecture."""
-
-
-@dataclass(frozen=True)
-class Backbone:
-    """The S3D-G model ready to run, and the facts about its weights that manifests record."""
-
-    model: S3D
-    device: torch.device
-    weights: dict[str, Any]  # {"random_init": bool, "path": str, "sha256": str, "seed": int}
-
-
-def weights_identity(config: ExtractConfig) -> dict[str, Any]:
-    """What determines the backbone's parameters: the weights file's digest, or the init seed."""
-    if not config.weights:
-        return {"random_init": True, "seed": config.init_seed}
-    path = Path(config.weights).expanduser()
-    if not path.is_file():
-        raise WeightsError(f"extract.weights: S3D weights file {path} does not exist")
-    return {"random_init": False, "path": str(path), "sha256": file_digest(path)}
-
-
-def load_backbone(config: ExtractConfig, identity: dict[str, Any]) -> Backbone:
-    """Build S3D-G; load `s3d_howto100m.pth` strictly when given, else seed a random init."""
-    if config.threads:
-        torch.set_num_threads(config.threads)
-    torch.manual_seed(config.init_seed)
-    model = S3D()
-    if not identity["random_init"]:
-        state = torch.load(identity["path"], map_location="cpu", weights_only=True)
-        missing, unexpected = _key_mismatch(model, state)
-        if missing or unexpected:
-            raise WeightsError(
-                f"{identity['path']} does not match S3D-G (s3d_howto100m.pth layout): "
-                f"{len(missing)} missing keys {missing[:8]}, "
-                f"{len(unexpected)} unexpected keys {unexpected[:8]}"
-            )
-        model.load_state_dict(state, strict=True)
-    else:
-        log.warning("extract: no S3D weights file given; the backbone is RANDOMLY initialised")
-    device = resolve_device(config.device)
-    return Backbone(model.eval().to(device), device, identity)
-
-
-def _key_mismatch(model: torch.nn.Module, state: Any) -> tuple[list[str], list[str]]:
-    if not isinstance(state, dict):
-        return sorted(model.state_dict()), [f"<a {type(state).__name__}, not a state dict>"]
-    expected = set(model.state_dict())
-    return sorted(expected - set(state)), sorted(set(state) - expected)
-
-
-def embed_clips(backbone: Backbone, clips: np.ndarray) -> np.ndarray:
-    """(B, F, S, S, 3) uint8 clips → (B, 512) float16 L2-normalised `video_embedding` rows."""
-    video = torch.from_numpy(clips).to(backbone.device, non_blocking=True)
-    video = video.permute(0, 4, 1, 2, 3).float().div_(255.0)  # (B, 3, F, S, S) in [0, 1]
-    with torch.inference_mode(), _autocast(backbone.device):
-        embedding = backbone.model(video).video_embedding.float()  # (B, 512)
-    embedding = torch.nn.functional.normalize(embedding, dim=1)
-    return embedding.to(torch.float16).cpu().numpy()
-
-
-def _autocast(device: torch.device) -> Any:
-    if device.type == "cuda":
-        return torch.autocast("cuda", dtype=torch.float16)
-    return torch.autocast("cpu", enabled=False)
 
 
 # One video's clips as they are read: (video_id, chunks of (n, F, S, S, 3) uint8 clips).
@@ -226,7 +156,8 @@ def extract_pool(artifacts: Path, identity: dict[str, Any]) -> ShardPool:
 
 def run_extract(name: str, decode: Manifest, config: ExtractConfig, artifacts: Path) -> Manifest:
     """Embed every decoded second of a dataset (cached; only new frame shards are embedded)."""
-    identity = weights_identity(config)
+    clip = decode.info
+    identity = weights_identity(config, clip["frames_per_second"], clip["size"])
     section = {"dataset": name, "weights": identity, "init_seed": config.init_seed}
     spec = StageSpec("extract", section, [decode], MODULES)
 

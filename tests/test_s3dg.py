@@ -171,3 +171,25 @@ def test_text_embedding_shape(model: S3D) -> None:
         assert model.text_embedding(text_ids).shape == (2, 512)
     with pytest.raises(ValueError, match="int64"):
         model.text_embedding(text_ids.float())
+
+
+def test_batch_norm_calibration_spreads_random_features() -> None:
+    """A random S3D-G maps every clip to nearly one vector until its BatchNorm is calibrated."""
+    from models.s3dg import calibrate_batch_norm
+
+    torch.manual_seed(0)
+    model = S3D().eval()
+    clips = torch.rand(4, 3, 8, 32, 32)
+    clips[2:] *= 0.2  # two dark clips
+
+    def spread() -> float:
+        with torch.inference_mode():
+            rows = torch.nn.functional.normalize(model(clips).video_embedding, dim=1)
+        return float(1 - (rows @ rows.T).min())
+
+    before = spread()
+    calibrate_batch_norm(model, [torch.rand(4, 3, 8, 32, 32) for _ in range(2)])
+    assert not model.training
+    assert spread() > 10 * before
+    norm = model.conv1.bn1
+    assert norm.momentum == 0.1 and int(norm.num_batches_tracked) == 2
