@@ -77,6 +77,7 @@ def _parser() -> argparse.ArgumentParser:
     train.add_argument("--steps", type=int, default=3, help="timed steps per run")
     train.add_argument("--repeats", type=int, default=1, help="fresh-process runs per setting")
     train.add_argument("--demo-only", action="store_true", help="skip the paper-size settings")
+    train.add_argument("--paper-batch", type=int, default=128, help="batch of the paper sizes")
     train.set_defaults(command=_bench)
     return parser
 
@@ -141,7 +142,7 @@ def _bench(args: argparse.Namespace, config: Config) -> int:
         )
 
         demo = TrainSetting(config.name, config.model, config.finetune.optim.batch_size)
-        settings = [demo] + ([] if args.demo_only else paper_settings())
+        settings = [demo] + ([] if args.demo_only else paper_settings(args.paper_batch))
         result = bench_train(settings, config.finetune, args.steps, args.repeats)
         print(format_train_bench(result))
         return 0
