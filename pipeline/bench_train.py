@@ -104,9 +104,11 @@ def format_train_bench(result: dict[str, Any]) -> str:
     )
     rows = [["setting", "params", "B", "K", "L", "s/step", "steps/s", "pairs/s", "RSS MiB"]]
     rows[0].append("GPU MiB")
+    failed = []
     for name, row in result["settings"].items():
         if "error" in row:
-            rows.append([name, *["-"] * 8, row["error"]])
+            rows.append([name, *["-"] * 9])
+            failed.append(f"{name}: {row['error']}")
             continue
         rows.append(
             [
@@ -122,7 +124,7 @@ def format_train_bench(result: dict[str, Any]) -> str:
                 f"{row['gpu_peak_mib']:.0f}" if row["gpu_peak_mib"] else "-",
             ]
         )
-    return table(head, rows)
+    return "\n".join([table(head, rows), *failed])
 
 
 def measure_train(job: dict[str, Any]) -> dict[str, Any]:

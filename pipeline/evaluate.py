@@ -33,12 +33,11 @@ from pipeline.metrics import (
     retrieval_metrics,
 )
 from pipeline.stage import StageResult, StageSpec, run_cached
-from pipeline.training_data import PairClips, make_loader
+from pipeline.training_data import PairClips, make_loader, split_pairs
 from storage.atomic import atomic_output, atomic_write_json
 from storage.checkpoints import load_weights
-from storage.features import FeatureStore
 from storage.layout import Manifest
-from storage.tables import read_table, write_table
+from storage.tables import write_table
 
 log = logging.getLogger(__name__)
 
@@ -165,15 +164,8 @@ def run_evaluate(
     spec = StageSpec("evaluate", section, [finetune, ingest, extract], MODULES)
 
     def build(folder: Path) -> StageResult:
-        pairs = read_table(ingest.output("pairs"))
-        pairs = pairs[pairs.split == config.split]
-        dataset = PairClips(
-            pairs,
-            FeatureStore(extract.output("index")),
-            load_tokenizer(model_config.bert),
-            model_config.max_video_len,
-            model_config.max_text_tokens,
-        )
+        tokenizer = load_tokenizer(model_config.bert)
+        dataset = split_pairs(ingest, extract, config.split, tokenizer, model_config)
         if len(dataset) < 2:
             raise ValueError(f"evaluate: {len(dataset)} {config.split!r} pairs; need at least 2")
         model, _ = build_model(model_config)

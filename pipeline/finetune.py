@@ -18,11 +18,9 @@ from pipeline.config import FinecoConfig, FinetuneConfig, ModelConfig
 from pipeline.fit import fit, optim_section
 from pipeline.objectives import finetune_objective
 from pipeline.stage import StageResult, StageSpec, run_cached
-from pipeline.training_data import PairClips
+from pipeline.training_data import split_pairs
 from storage.checkpoints import load_weights
-from storage.features import FeatureStore
 from storage.layout import Manifest
-from storage.tables import read_table
 
 log = logging.getLogger(__name__)
 
@@ -77,15 +75,8 @@ def run_finetune(
     spec = StageSpec("finetune", section, upstream, MODULES)
 
     def build(folder: Path) -> StageResult:
-        pairs = read_table(ingest.output("pairs"))
-        pairs = pairs[pairs.split == settings.split]
-        dataset = PairClips(
-            pairs,
-            FeatureStore(extract.output("index")),
-            load_tokenizer(model_config.bert),
-            model_config.max_video_len,
-            model_config.max_text_tokens,
-        )
+        tokenizer = load_tokenizer(model_config.bert)
+        dataset = split_pairs(ingest, extract, settings.split, tokenizer, model_config)
         if len(dataset) == 0:
             raise ValueError(
                 f"finetune: no {settings.split!r} pairs with features in {settings.dataset!r}"

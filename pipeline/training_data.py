@@ -26,8 +26,10 @@ from torch import Tensor
 from torch.utils.data import DataLoader, Dataset
 from transformers import PreTrainedTokenizerBase
 
-from pipeline.config import PretrainConfig
+from pipeline.config import ModelConfig, PretrainConfig
 from storage.features import FeatureStore
+from storage.layout import Manifest
+from storage.tables import read_table
 
 log = logging.getLogger(__name__)
 
@@ -147,6 +149,24 @@ class PairClips(Dataset):
         video = self.features.features(self.video_ids[index], start, stop)  # (k, 512) float16
         true_length = self._seconds[index][1] - self._seconds[index][0]
         return ClipItem(video.astype(np.float32), self._text_ids[index], true_length, index)
+
+
+def split_pairs(
+    ingest: Manifest,
+    extract: Manifest,
+    split: str,
+    tokenizer: PreTrainedTokenizerBase,
+    model: ModelConfig,
+) -> PairClips:
+    """The `split` pairs of an ingested dataset over its extracted features."""
+    pairs = read_table(ingest.output("pairs"))
+    return PairClips(
+        pairs[pairs.split == split],
+        FeatureStore(extract.output("index")),
+        tokenizer,
+        model.max_video_len,
+        model.max_text_tokens,
+    )
 
 
 @dataclass(frozen=True)
