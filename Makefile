@@ -7,7 +7,12 @@ STAMP := $(VENV)/.installed
 # CPU torch on machines without a GPU (a plain `torch` requirement pulls a multi-GB CUDA build).
 TORCH_SPEC ?= $(shell command -v nvidia-smi >/dev/null 2>&1 && echo "torch>=2.4" || echo "torch==2.13.0")
 
-.PHONY: venv system-deps test lint demo front-end bench clean
+# The embedded Prefect server: SQLite and settings under the project, analytics off.
+PREFECT_ENV := PREFECT_HOME=$(CURDIR)/.prefect PREFECT_API_URL=http://127.0.0.1:4200/api \
+	DO_NOT_TRACK=1 PREFECT_SERVER_ANALYTICS_ENABLED=false \
+	PREFECT_SERVER_UI_SHOW_PROMOTIONAL_CONTENT=false
+
+.PHONY: venv system-deps test lint demo local-demo down bench clean
 
 ## system-deps: ffmpeg/ffprobe binaries (Debian package) when they are not on PATH.
 system-deps:
@@ -36,15 +41,28 @@ lint: venv
 test: venv lint
 	$(BIN)/python -m pytest -q
 
-## demo: synthesise the demo data and run every stage on it; prints where the report is.
+## demo: synthesise the demo data, start the Prefect server (127.0.0.1:4200) and the
+## deployments, run `prefect deployment run fineco/full --watch`; the server stays up (make down).
 demo: venv
 	$(BIN)/fineco synth --config demo
+	$(PREFECT_ENV) $(BIN)/python -m flows.server up --config demo
+	$(PREFECT_ENV) $(BIN)/prefect deployment run fineco/full --watch
+	@$(BIN)/fineco run --config demo --stages report 2>/dev/null | grep '^report:'
+	@echo "dashboard: http://127.0.0.1:4200 (stop with: make down)"
+
+## local-demo: the same pipeline without Prefect (plain stage functions).
+local-demo: venv
+	$(BIN)/fineco synth --config demo
 	$(BIN)/fineco run --config demo
+
+## down: stop exactly the server and deployment processes `make demo` started.
+down:
+	$(PREFECT_ENV) $(BIN)/python -m flows.server down
 
 bench: venv
 	$(BIN)/fineco bench decode --config demo
 	$(BIN)/fineco bench extract --config demo
 	$(BIN)/fineco bench train --config demo
 
-clean:
-	rm -rf artifacts .pytest_cache .ruff_cache
+clean: down
+	rm -rf artifacts .prefect .pytest_cache .ruff_cache

@@ -60,6 +60,21 @@ def _parser() -> argparse.ArgumentParser:
     run.add_argument("--videos", type=Path, help="a folder of your own videos (no captions)")
     run.set_defaults(command=_run)
 
+    serve = commands.add_parser("serve", help="serve the Prefect deployments fineco/full, ...")
+    _common(serve)
+    serve.add_argument("--limit", type=int, default=1, help="flow runs at a time")
+    serve.set_defaults(command=_serve)
+
+    worker = commands.add_parser("worker", help="start a Prefect process worker (cpu or gpu pool)")
+    _common(worker)
+    worker.add_argument("--gpu", action="store_true", help="the gpu pool, one run at a time")
+    worker.set_defaults(command=_worker)
+
+    resume = commands.add_parser("resume", help="retry a crashed/failed flow run from its cache")
+    resume.add_argument("flow_run", help="flow-run id or name")
+    _common(resume)
+    resume.set_defaults(command=_resume)
+
     bench = commands.add_parser("bench", help="measure decode or extract speed and memory")
     targets = bench.add_subparsers(required=True, dest="what", metavar="decode|extract")
     for what, text in (("decode", "video length in s"), ("extract", "one-second clips")):
@@ -115,6 +130,40 @@ def _run(args: argparse.Namespace, config: Config) -> int:
         print(f"report: {results['report']['report'].output('report')}")
     print(f"done in {time.perf_counter() - started:.1f} s")
     return 0
+
+
+def _serve(args: argparse.Namespace, config: Config) -> int:
+    from flows.deployments import serve_all
+
+    serve_all(args.config, args.limit)
+    return 0
+
+
+def _prefect(*arguments: str) -> list[str]:
+    return [str(Path(sys.executable).with_name("prefect")), *arguments]
+
+
+def _worker(args: argparse.Namespace, config: Config) -> int:
+    """Create the pool if needed (gpu: concurrency limit 1) and run a process worker on it."""
+    import socket
+    import subprocess
+
+    pool = "gpu" if args.gpu else "cpu"
+    subprocess.run(_prefect("work-pool", "create", pool, "--type", "process"), check=False)
+    if args.gpu:
+        limit = _prefect("work-pool", "set-concurrency-limit", pool, "1")
+        subprocess.run(limit, check=True)
+    name = f"{pool}-{socket.gethostname()}"
+    start = _prefect("worker", "start", "--pool", pool, "--type", "process", "--name", name)
+    return subprocess.call([*start, *(["--limit", "1"] if args.gpu else [])])
+
+
+def _resume(args: argparse.Namespace, config: Config) -> int:
+    """Re-run a flow run: completed stages are cache hits, a killed training stage resumes from
+    its last checkpoint (its stage folder keeps them)."""
+    import subprocess
+
+    return subprocess.call(_prefect("flow-run", "retry", args.flow_run))
 
 
 def _facts(info: dict) -> str:

@@ -10,8 +10,9 @@ from __future__ import annotations
 
 import dataclasses
 import logging
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
+from typing import Any, Protocol
 
 from pipeline.config import Config, ConfigError, DatasetConfig
 from pipeline.decode import run_decode
@@ -20,6 +21,23 @@ from pipeline.ingest import run_ingest
 from storage.layout import Manifest
 
 log = logging.getLogger(__name__)
+
+StageFunction = Callable[..., Manifest]
+
+
+class Executor(Protocol):
+    """How a stage call is carried out: directly (default) or, e.g., as a Prefect task."""
+
+    def __call__(
+        self, stage: str, label: str, function: StageFunction, arguments: dict[str, Any]
+    ) -> Manifest: ...
+
+
+def call_directly(
+    stage: str, label: str, function: StageFunction, arguments: dict[str, Any]
+) -> Manifest:
+    return function(**arguments)
+
 
 STAGES = ("ingest", "decode", "extract", "pretrain", "finetune", "evaluate", "report")
 FRONT_END = STAGES[:3]
@@ -43,26 +61,47 @@ def with_video_folder(config: Config, folder: Path) -> Config:
     return dataclasses.replace(config, datasets={"videos": dataset})
 
 
-def run_stages(config: Config, stages: Sequence[str], artifacts: Path) -> Results:
+def run_stages(
+    config: Config, stages: Sequence[str], artifacts: Path, execute: Executor = call_directly
+) -> Results:
     """Run `stages` (and whatever upstream they need); manifests by group and stage."""
     if not config.datasets:
         raise ConfigError(f"config {config.name!r} names no datasets")
     last = max(STAGES.index(stage) for stage in stages)
     results: Results = {}
     for name in _front_end_datasets(config, last):
-        results[name] = run_front_end(config, name, STAGES[min(last, 2)], artifacts)
+        results[name] = run_front_end(config, name, STAGES[min(last, 2)], artifacts, execute)
     if last >= STAGES.index("pretrain"):
-        _run_learning(config, STAGES[last], artifacts, results)
+        _run_learning(config, STAGES[last], artifacts, results, execute)
     return results
 
 
-def run_front_end(config: Config, name: str, last: str, artifacts: Path) -> dict[str, Manifest]:
+def planned_calls(config: Config, stages: Sequence[str]) -> int:
+    """How many stage calls `run_stages(config, stages, ...)` makes (for progress bars)."""
+    from pipeline.finetune import variants
+
+    last = max(STAGES.index(stage) for stage in stages)
+    calls = len(_front_end_datasets(config, last)) * (min(last, 2) + 1)
+    if last >= STAGES.index("pretrain") and (config.finetune.from_pretrain or last == 3):
+        calls += 1
+    if last >= STAGES.index("finetune"):
+        calls += len(variants(config.finetune)) * (1 if last == 4 else 2)
+    return calls + (1 if last == STAGES.index("report") else 0)
+
+
+def run_front_end(
+    config: Config, name: str, last: str, artifacts: Path, execute: Executor = call_directly
+) -> dict[str, Manifest]:
     """ingest → decode → extract of one dataset, up to `last`."""
-    manifests = {"ingest": run_ingest(name, config.datasets[name], artifacts)}
+    common = {"name": name, "artifacts": artifacts}
+    ingest = {"config": config.datasets[name], **common}
+    manifests = {"ingest": execute("ingest", name, run_ingest, ingest)}
     if last in ("decode", "extract"):
-        manifests["decode"] = run_decode(name, manifests["ingest"], config.decode, artifacts)
+        decode = {"ingest": manifests["ingest"], "config": config.decode, **common}
+        manifests["decode"] = execute("decode", name, run_decode, decode)
     if last == "extract":
-        manifests["extract"] = run_extract(name, manifests["decode"], config.extract, artifacts)
+        extract = {"decode": manifests["decode"], "config": config.extract, **common}
+        manifests["extract"] = execute("extract", name, run_extract, extract)
     return manifests
 
 
@@ -81,7 +120,9 @@ def _front_end_datasets(config: Config, last: int) -> list[str]:
     return [name for name in config.datasets if name in used]
 
 
-def _run_learning(config: Config, last: str, artifacts: Path, results: Results) -> None:
+def _run_learning(
+    config: Config, last: str, artifacts: Path, results: Results, execute: Executor
+) -> None:
     """pretrain → finetune (each variant) → evaluate (each variant) → report, up to `last`."""
     from pipeline.evaluate import run_evaluate
     from pipeline.finetune import run_finetune, variants
@@ -90,36 +131,44 @@ def _run_learning(config: Config, last: str, artifacts: Path, results: Results) 
     pretrain = None
     if config.finetune.from_pretrain or last == "pretrain":
         source = results[config.pretrain.dataset]
-        pretrain = run_pretrain(
-            config.pretrain, config.model, source["ingest"], source["extract"], artifacts
-        )
+        arguments = {
+            "config": config.pretrain,
+            "model_config": config.model,
+            "ingest": source["ingest"],
+            "extract": source["extract"],
+            "artifacts": artifacts,
+        }
+        pretrain = execute("pretrain", config.pretrain.dataset, run_pretrain, arguments)
         results["pretrain"] = {"pretrain": pretrain}
     if last == "pretrain":
         return
     train_set, test_set = results[config.finetune.dataset], results[config.evaluate.dataset]
     for variant in variants(config.finetune):
-        finetune = run_finetune(
-            config.finetune,
-            variant,
-            config.model,
-            train_set["ingest"],
-            train_set["extract"],
-            pretrain,
-            artifacts,
-        )
+        arguments = {
+            "config": config.finetune,
+            "variant": variant,
+            "model_config": config.model,
+            "ingest": train_set["ingest"],
+            "extract": train_set["extract"],
+            "pretrain": pretrain,
+            "artifacts": artifacts,
+        }
+        finetune = execute("finetune", variant, run_finetune, arguments)
         results[variant] = {"finetune": finetune}
         if last == "finetune":
             continue
-        results[variant]["evaluate"] = run_evaluate(
-            config.evaluate,
-            variant,
-            config.model,
-            finetune,
-            test_set["ingest"],
-            test_set["extract"],
-            artifacts,
-        )
+        arguments = {
+            "config": config.evaluate,
+            "variant": variant,
+            "model_config": config.model,
+            "finetune": finetune,
+            "ingest": test_set["ingest"],
+            "extract": test_set["extract"],
+            "artifacts": artifacts,
+        }
+        results[variant]["evaluate"] = execute("evaluate", variant, run_evaluate, arguments)
     if last == "report":
         from pipeline.report import run_report
 
-        results["report"] = {"report": run_report(config, results, artifacts)}
+        arguments = {"config": config, "results": results, "artifacts": artifacts}
+        results["report"] = {"report": execute("report", config.name, run_report, arguments)}

@@ -90,3 +90,25 @@ def test_stale_temporaries_are_removed(tmp_path: Path) -> None:
     (tmp_path / "kept.h5").write_text("complete")
     assert remove_stale_temporaries(tmp_path) == 1
     assert [p.name for p in tmp_path.iterdir()] == ["kept.h5"]
+
+
+def test_stage_key_probes_without_running(tmp_path: Path) -> None:
+    from pipeline.stage import stage_key
+
+    calls: list[Path] = []
+    spec = StageSpec("toy", {"a": 1}, [], ["storage.layout"])
+    key = stage_key(lambda: run_cached(tmp_path, spec, _build_counter(calls)))
+    assert key == f"toy-{spec.key()}"
+    assert calls == [] and not (tmp_path / "toy").exists()
+
+
+def test_rebuilding_runs_a_complete_stage_again(tmp_path: Path) -> None:
+    from pipeline.stage import rebuilding
+
+    calls: list[Path] = []
+    spec = StageSpec("toy", {"a": 1}, [], ["storage.layout"])
+    run_cached(tmp_path, spec, _build_counter(calls))
+    with rebuilding():
+        again = run_cached(tmp_path, spec, _build_counter(calls))
+    assert len(calls) == 2 and again.output("out").read_text() == "result"
+    assert len(list((tmp_path / "toy").glob(f"{spec.key()}.replaced-*"))) == 1

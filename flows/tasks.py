@@ -1,0 +1,75 @@
+"""Prefect tasks around the stage functions (DESIGN.md §3, §6).
+
+One task runs one stage call. Its cache key is the stage's own DESIGN.md key (`stage_key` probes
+the stage function for it), its result — the stage's small manifest, never arrays — is persisted
+under the artifact root, so a rerun against a fresh server database is all cache hits and the
+stage folders stay the single source of truth. Transient errors (I/O, lost connections, a killed
+subprocess) are retried with back-off; a retried training stage resumes from its last checkpoint
+because its stage folder still holds them. Bad input (config, annotation, weights) is not
+retried: it would fail the same way again.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import subprocess
+from pathlib import Path
+from typing import Any
+
+from prefect import Task, task
+from prefect.context import TaskRunContext
+from prefect.tasks import exponential_backoff
+
+from flows.dashboard import gpu_telemetry
+from pipeline.runner import StageFunction
+from pipeline.stage import rebuilding, stage_key
+from storage.layout import Manifest
+
+GPU_STAGES = ("extract", "pretrain", "finetune", "evaluate")
+RESULTS_FOLDER = "prefect-results"  # under the artifact root: shared by every worker
+TRANSIENT = (OSError, subprocess.SubprocessError)  # OSError covers timeouts and connections
+
+
+def _retry_transient(task: Task, task_run: Any, state: Any) -> bool:
+    """Retry only errors that may pass: I/O and subprocess failures, not bad input."""
+    try:
+        state.result()
+    except TRANSIENT:
+        return True
+    except Exception:  # every other error is final
+        return False
+    return False
+
+
+def _key(context: TaskRunContext, parameters: dict[str, Any]) -> str:
+    function, arguments = parameters["function"], parameters["arguments"]
+    return stage_key(lambda: function(**arguments))
+
+
+@task(
+    persist_result=True,
+    cache_key_fn=_key,
+    retries=2,
+    retry_delay_seconds=exponential_backoff(backoff_factor=10),
+    retry_condition_fn=_retry_transient,
+    cache_result_in_memory=False,
+)
+def stage_task(
+    stage: str, label: str, function: StageFunction, arguments: dict[str, Any], rerun: bool
+) -> Manifest:
+    """Run one stage call (cached by the stage's key; `rerun` builds it again). GPU stages log
+    GPU utilisation and memory while they run."""
+    telemetry = gpu_telemetry() if stage in GPU_STAGES else contextlib.nullcontext()
+    rebuild = rebuilding() if rerun else contextlib.nullcontext()
+    with telemetry, rebuild:
+        return function(**arguments)
+
+
+def bound_stage_task(artifacts: Path, stage: str, label: str, rerun: bool) -> Task:
+    """`stage_task` named for the dashboard, storing results under the artifact root."""
+    return stage_task.with_options(
+        name=f"{stage}",
+        task_run_name=f"{stage}[{label}]",
+        result_storage=artifacts / RESULTS_FOLDER,
+        refresh_cache=rerun,
+    )
