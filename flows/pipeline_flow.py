@@ -10,10 +10,12 @@ artifacts (run progress, metric tables, the report) and stage logs forwarded to 
 from __future__ import annotations
 
 import json
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from prefect import flow, get_run_logger
+from prefect import flow, get_client, get_run_logger
+from prefect.deployments import run_deployment
 
 from flows.dashboard import (
     ProgressArtifact,
@@ -23,7 +25,7 @@ from flows.dashboard import (
     publish_table,
 )
 from flows.tasks import bound_stage_task
-from pipeline.config import load_config
+from pipeline.config import Config, ConfigError, load_config
 from pipeline.runner import (
     STAGES,
     Results,
@@ -35,20 +37,67 @@ from pipeline.runner import (
 from storage.layout import Manifest, artifact_root
 
 
-def _executor(artifacts: Path, rerun: set[str], progress: ProgressArtifact, total: int):
-    """Each stage call becomes a task run; the progress artifact counts finished calls."""
-    done: list[str] = []
+@dataclass
+class _Plan:
+    """What the executor needs to know about this flow run."""
+
+    config: str  # the flow's `config` parameter (preset or path), passed on to GPU runs
+    overrides: list[str]
+    settings: Config
+    artifacts: Path
+    rerun: set[str]
+    progress: ProgressArtifact
+    total: int
+    dispatched: set[str] = field(default_factory=set)  # GPU stages already run on the pool
+    done: list[str] = field(default_factory=list)
+
+
+def _executor(plan: _Plan):
+    """Each stage call becomes a task run; GPU stages first run on the GPU pool when set."""
+    execution = plan.settings.execution
 
     def execute(
         stage: str, label: str, function: StageFunction, arguments: dict[str, Any]
     ) -> Manifest:
-        task = bound_stage_task(artifacts, stage, label, stage in rerun)
-        manifest = task(stage, label, function, arguments, stage in rerun)
-        done.append(f"{stage}[{label}]")
-        progress.update(len(done), total)
+        rerun = stage in plan.rerun
+        gpu = stage in execution.gpu_stages
+        if gpu and execution.gpu_pool and stage not in plan.dispatched:
+            run_on_gpu_pool(plan, stage, rerun)
+            plan.dispatched.add(stage)
+            rerun = False  # the pool's run built it; here it is a cache hit
+        task = bound_stage_task(plan.artifacts, stage, label, rerun)
+        telemetry = execution.telemetry_interval_s if gpu else 0.0
+        manifest = task(stage, label, function, arguments, rerun, telemetry)
+        plan.done.append(f"{stage}[{label}]")
+        plan.progress.update(len(plan.done), plan.total)
         return manifest
 
     return execute
+
+
+def run_on_gpu_pool(plan: _Plan, stage: str, rerun: bool) -> None:
+    """Run deployment `fineco/<stage>` (on `execution.gpu_pool`) and wait for it; the stage's
+    results land in the shared artifact root, so this flow then finds them cached."""
+    pool = plan.settings.execution.gpu_pool
+    name = f"fineco/{stage}"
+    with get_client(sync_client=True) as client:
+        deployment = client.read_deployment_by_name(name)
+    if deployment.work_pool_name != pool:
+        raise ConfigError(
+            f"execution.gpu_pool={pool!r} but deployment {name} is on pool "
+            f"{deployment.work_pool_name!r}; run `prefect --no-prompt deploy --all`"
+        )
+    parameters = {
+        "config": plan.config,
+        "stages": [stage],
+        "rerun": [stage] if rerun else [],
+        "overrides": [*plan.overrides, "execution.gpu_pool="],  # the pool run stays local
+    }
+    get_run_logger().info("running %s on work pool %s", name, pool)
+    flow_run = run_deployment(name, parameters=parameters, timeout=None)
+    if not flow_run.state or not flow_run.state.is_completed():
+        state = flow_run.state.name if flow_run.state else "unknown"
+        raise RuntimeError(f"{name} on pool {pool} ended {state} (flow run {flow_run.id})")
 
 
 def publish_results(results: Results) -> None:
@@ -78,10 +127,9 @@ def fineco(
     logger.info("config %s, stages %s, rerun %s, artifacts %s", config, chosen, reruns, artifacts)
     total = planned_calls(settings, chosen)
     tracker = ProgressArtifact(f"fineco {settings.name}: {total} stage calls")
+    plan = _Plan(config, list(overrides or []), settings, artifacts, reruns, tracker, total)
     with forward_stage_logs():
-        results = run_stages(
-            settings, chosen, artifacts, _executor(artifacts, reruns, tracker, total)
-        )
+        results = run_stages(settings, chosen, artifacts, _executor(plan))
     tracker.finish()
     publish_results(results)
     folders = {g: {s: m.path for s, m in stages.items()} for g, stages in results.items()}

@@ -25,7 +25,6 @@ from pipeline.runner import StageFunction
 from pipeline.stage import rebuilding, stage_key
 from storage.layout import Manifest
 
-GPU_STAGES = ("extract", "pretrain", "finetune", "evaluate")
 RESULTS_FOLDER = "prefect-results"  # under the artifact root: shared by every worker
 TRANSIENT = (OSError, subprocess.SubprocessError)  # OSError covers timeouts and connections
 
@@ -55,11 +54,16 @@ def _key(context: TaskRunContext, parameters: dict[str, Any]) -> str:
     cache_result_in_memory=False,
 )
 def stage_task(
-    stage: str, label: str, function: StageFunction, arguments: dict[str, Any], rerun: bool
+    stage: str,
+    label: str,
+    function: StageFunction,
+    arguments: dict[str, Any],
+    rerun: bool,
+    telemetry_s: float = 0.0,
 ) -> Manifest:
-    """Run one stage call (cached by the stage's key; `rerun` builds it again). GPU stages log
-    GPU utilisation and memory while they run."""
-    telemetry = gpu_telemetry() if stage in GPU_STAGES else contextlib.nullcontext()
+    """Run one stage call (cached by the stage's key; `rerun` builds it again). With
+    `telemetry_s`, GPU utilisation and memory are logged at that interval while it runs."""
+    telemetry = gpu_telemetry(telemetry_s) if telemetry_s > 0 else contextlib.nullcontext()
     rebuild = rebuilding() if rerun else contextlib.nullcontext()
     with telemetry, rebuild:
         return function(**arguments)

@@ -219,6 +219,17 @@ class ReportConfig:
 
 
 @dataclass(frozen=True)
+class ExecutionConfig:
+    """Where stages run when the Prefect flow orchestrates them (flows/, DESIGN.md §6)."""
+
+    # "" = every stage in the flow's process; else the work pool whose `fineco/<stage>`
+    # deployments (prefect.yaml) run the GPU stages, one run at a time (pool limit 1).
+    gpu_pool: str = ""
+    gpu_stages: tuple[str, ...] = ("extract", "pretrain", "finetune", "evaluate")
+    telemetry_interval_s: float = 15.0  # GPU utilisation/memory log interval during GPU stages
+
+
+@dataclass(frozen=True)
 class Config:
     name: str
     datasets: dict[str, DatasetConfig] = field(default_factory=dict)
@@ -230,6 +241,7 @@ class Config:
     finetune: FinetuneConfig = field(default_factory=FinetuneConfig)
     evaluate: EvaluateConfig = field(default_factory=EvaluateConfig)
     report: ReportConfig = field(default_factory=ReportConfig)
+    execution: ExecutionConfig = field(default_factory=ExecutionConfig)
 
 
 def _require(condition: bool, expectation: str) -> None:

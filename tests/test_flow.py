@@ -6,6 +6,7 @@ import asyncio
 import os
 from collections.abc import Iterator
 from pathlib import Path
+from types import SimpleNamespace
 
 import pytest
 
@@ -85,3 +86,34 @@ def test_override_reruns_only_the_fineco_branch(harness: Path) -> None:
     assert states["report[tiny]"] == "Completed"
     assert states["finetune[baseline]"] == "Cached"
     assert states["extract[youcook2]"] == "Cached"
+
+
+def test_gpu_stages_run_on_the_gpu_pool(harness: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """With execution.gpu_pool set, each GPU stage first runs as deployment fineco/<stage>."""
+    import flows.pipeline_flow as module
+
+    calls: list[tuple[str, dict]] = []
+
+    class Client:  # the deployment lookup: every fineco/<stage> is on the gpu pool
+        def __enter__(self) -> Client:
+            return self
+
+        def __exit__(self, *exc_info: object) -> None:
+            return None
+
+        def read_deployment_by_name(self, name: str) -> SimpleNamespace:
+            return SimpleNamespace(work_pool_name="gpu")
+
+    def run_deployment(name: str, parameters: dict, timeout: object) -> SimpleNamespace:
+        calls.append((name, parameters))  # a worker on the pool would run this flow
+        state = fineco(**parameters, return_state=True)
+        return SimpleNamespace(state=state, id="pool-run")
+
+    monkeypatch.setattr(module, "run_deployment", run_deployment)
+    monkeypatch.setattr(module, "get_client", lambda sync_client: Client())
+    _, states = _run(stages=STAGES, overrides=["execution.gpu_pool=gpu"], rerun=["finetune"])
+    gpu = ["extract", "pretrain", "finetune", "evaluate"]
+    assert [name for name, _ in calls] == [f"fineco/{stage}" for stage in gpu]
+    assert all(p["overrides"][-1] == "execution.gpu_pool=" for _, p in calls)
+    assert calls[2][1]["rerun"] == ["finetune"] and calls[0][1]["rerun"] == []
+    assert states["finetune[fineco]"] == "Cached", states  # the pool's run built it

@@ -62,3 +62,42 @@ def test_killed_decode_resumes_and_matches_an_uninterrupted_run(tmp_path: Path) 
         theirs = read_table(clean[dataset]["decode"].output("decode")).set_index("video_id")
         columns = ["status", "n_seconds", "shard_digest"]
         assert ours.sort_index()[columns].equals(theirs.sort_index()[columns])
+
+
+TRAIN = [
+    "finetune.optim.epochs=120",
+    "finetune.optim.checkpoint_every=5",
+    "finetune.baseline=false",
+]
+
+
+def _kill_after_checkpoints(root: Path, count: int) -> None:
+    """Run `fineco run --stages finetune`; SIGKILL it once `count` checkpoints exist."""
+    command = [sys.executable, "-m", "flows.cli", "run", "--config", "tiny", "--stages"]
+    env = {**os.environ, "FINECO_ARTIFACTS": str(root)}
+    process = subprocess.Popen([*command, "finetune", *TRAIN], env=env, stderr=subprocess.DEVNULL)
+    deadline = time.monotonic() + 120
+    while len(list(root.glob("finetune/*/checkpoints/checkpoint-*"))) < count:
+        assert process.poll() is None, "training finished before it could be killed"
+        assert time.monotonic() < deadline, "no checkpoint within 120 s"
+        time.sleep(0.01)
+    process.send_signal(signal.SIGKILL)
+    process.wait()
+
+
+@pytest.mark.slow
+def test_killed_training_resumes_and_matches_an_uninterrupted_run(tmp_path: Path) -> None:
+    killed_root, clean_root = tmp_path / "killed", tmp_path / "clean"
+    _synth(killed_root)
+    _synth(clean_root)
+    config = load_config("tiny", TRAIN)
+    run_stages(config, ["pretrain"], killed_root)  # upstream done; the kill hits finetune
+    _kill_after_checkpoints(killed_root, 2)
+    assert not list(killed_root.glob("finetune/*/manifest.json")), "finetune did not complete"
+
+    resumed = run_stages(config, ["finetune"], killed_root)["fineco"]["finetune"]
+    clean = run_stages(config, ["finetune"], clean_root)["fineco"]["finetune"]
+    assert resumed.info["resumed_from_step"] is not None and resumed.info["resumed_from_step"] > 0
+    assert resumed.info["steps"] == clean.info["steps"]
+    weights = resumed.info["output_digests"]["weights"]
+    assert weights == clean.info["output_digests"]["weights"]  # bit for bit
