@@ -20,7 +20,8 @@ from prefect import Task, task
 from prefect.context import TaskRunContext
 from prefect.tasks import exponential_backoff
 
-from flows.dashboard import gpu_telemetry
+from flows.dashboard import ProgressArtifact, gpu_telemetry
+from pipeline.progress import listening
 from pipeline.runner import StageFunction
 from pipeline.stage import rebuilding, stage_key
 from storage.layout import Manifest
@@ -65,7 +66,14 @@ def stage_task(
     `telemetry_s`, GPU utilisation and memory are logged at that interval while it runs."""
     telemetry = gpu_telemetry(telemetry_s) if telemetry_s > 0 else contextlib.nullcontext()
     rebuild = rebuilding() if rerun else contextlib.nullcontext()
-    with telemetry, rebuild:
+    bars: dict[str, ProgressArtifact] = {}
+
+    def show(what: str, done: int, total: int) -> None:  # one progress artifact per kind
+        if what not in bars:
+            bars[what] = ProgressArtifact(f"{stage}[{label}]: {what}")
+        bars[what].update(done, total)
+
+    with telemetry, rebuild, listening(show):
         return function(**arguments)
 
 

@@ -25,6 +25,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from pipeline import progress
 from pipeline.config import DecodeConfig, section_dict
 from pipeline.decoders import ClipWriter, decode_video
 from pipeline.stage import StageResult, StageSpec, run_cached
@@ -237,6 +238,7 @@ def _with_progress(
             failed,
             time.perf_counter() - started,
         )
+        progress.report("decode: shards", done, total)
         yield record
 
 

@@ -20,6 +20,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from pipeline import progress
 from pipeline.backbone import Backbone, embed_clips, load_backbone, weights_identity
 from pipeline.config import DecodeConfig, ExtractConfig
 from pipeline.decoders import iter_clips
@@ -168,13 +169,15 @@ def run_extract(name: str, decode: Manifest, config: ExtractConfig, artifacts: P
         pool.clean()
         started = time.perf_counter()
         records, backbone, embedded = {}, None, 0
-        for digest, group in usable.groupby("shard_digest", sort=True):
+        groups = usable.groupby("shard_digest", sort=True)
+        for done, (digest, group) in enumerate(groups, start=1):
             record = pool.record(f"features-{digest[:16]}")
             if record is None:
                 backbone = backbone or load_backbone(config, identity)
                 record = _extract_group(group, decode, pool, backbone, config)
                 embedded += sum(row["n_seconds"] for row in record.rows)
             records[digest] = record
+            progress.report("extract: shards", done, len(groups))
         elapsed = time.perf_counter() - started
         index = _index(usable, records, pool, folder)
         write_table(index, folder / "index.parquet")

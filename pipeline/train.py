@@ -27,6 +27,7 @@ from torch.optim.lr_scheduler import LambdaLR
 
 from pipeline.config import OptimConfig
 from pipeline.devices import resolve_device
+from pipeline.progress import report as report_progress
 from storage.atomic import atomic_write_text, fsync_path
 from storage.checkpoints import latest_checkpoint, load_checkpoint, save_checkpoint
 
@@ -254,6 +255,7 @@ class _Trainer:
                     metrics.write(json.dumps(line) + "\n")
                     if log_every > 0 and progress.step % log_every == 0:
                         window.log(line, self.total_steps)
+                        report_progress("training steps", progress.step, self.total_steps)
                     if progress.step == stop or (every > 0 and progress.step % every == 0):
                         metrics.flush()  # the metrics of every checkpointed step are on disk
                         fsync_path(self.metrics_path)

@@ -50,6 +50,17 @@ def _task_states(flow_run_id: object) -> dict[str, str]:
     return asyncio.run(read())
 
 
+def _artifacts(flow_run_id: object) -> list[tuple[str | None, str, str | None]]:
+    async def read() -> list[tuple[str | None, str, str | None]]:
+        async with get_client() as client:
+            found = await client.read_artifacts(
+                flow_run_filter=FlowRunFilter(id=FlowRunFilterId(any_=[flow_run_id]))
+            )
+        return [(item.key, item.type, item.description) for item in found]
+
+    return asyncio.run(read())
+
+
 def _run(**parameters: object) -> tuple[dict, dict[str, str]]:
     state = fineco(config="tiny", return_state=True, **parameters)
     assert state.is_completed(), state
@@ -61,6 +72,11 @@ def test_flow_runs_caches_and_reruns(harness: Path) -> None:
     assert (Path(first["report"]["report"]) / "report.md").is_file()
     assert "decode[youcook2]" in states and "finetune[fineco]" in states
     assert set(states.values()) == {"Completed"}
+    state = fineco(config="tiny", stages=STAGES, return_state=True)  # cached: see its artifacts
+    found = _artifacts(state.state_details.flow_run_id)
+    assert ("metrics-fineco", "table", "retrieval, fineco") in found
+    assert any(key == "report" and kind == "markdown" for key, kind, _ in found)
+    assert any(kind == "progress" for _, kind, _ in found)
 
     second, states = _run(stages=STAGES)
     assert second == first
