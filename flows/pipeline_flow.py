@@ -24,7 +24,7 @@ from flows.dashboard import (
     publish_markdown,
     publish_table,
 )
-from flows.tasks import bound_stage_task
+from flows.tasks import bound_stage_task, decode_shards_as_tasks, extract_shards_as_tasks
 from pipeline.config import Config, ConfigError, load_config
 from pipeline.runner import (
     STAGES,
@@ -35,6 +35,8 @@ from pipeline.runner import (
     run_stages,
 )
 from storage.layout import Manifest, artifact_root
+
+SHARD_RUNNERS = {"decode": decode_shards_as_tasks, "extract": extract_shards_as_tasks}
 
 
 @dataclass
@@ -65,6 +67,8 @@ def _executor(plan: _Plan):
             run_on_gpu_pool(plan, stage, rerun)
             plan.dispatched.add(stage)
             rerun = False  # the pool's run built it; here it is a cache hit
+        if stage in SHARD_RUNNERS:  # fan out: one task run per shard
+            arguments = {**arguments, "shard_runner": SHARD_RUNNERS[stage]}
         task = bound_stage_task(plan.artifacts, stage, label, rerun)
         telemetry = execution.telemetry_interval_s if gpu else 0.0
         manifest = task(stage, label, function, arguments, rerun, telemetry)

@@ -12,19 +12,27 @@ retried: it would fail the same way again.
 from __future__ import annotations
 
 import contextlib
+import os
 import subprocess
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+import pandas as pd
 from prefect import Task, task
 from prefect.context import TaskRunContext
+from prefect.task_runners import ThreadPoolTaskRunner
 from prefect.tasks import exponential_backoff
 
 from flows.dashboard import ProgressArtifact, gpu_telemetry
+from pipeline.config import DecodeConfig
+from pipeline.decode import DecodeTask, decode_shard
+from pipeline.extract import ShardWork
 from pipeline.progress import listening
 from pipeline.runner import StageFunction
 from pipeline.stage import rebuilding, stage_key
 from storage.layout import Manifest
+from storage.pool import ShardRecord
 
 RESULTS_FOLDER = "prefect-results"  # under the artifact root: shared by every worker
 TRANSIENT = (OSError, subprocess.SubprocessError)  # OSError covers timeouts and connections
@@ -85,3 +93,39 @@ def bound_stage_task(artifacts: Path, stage: str, label: str, rerun: bool) -> Ta
         result_storage=artifacts / RESULTS_FOLDER,
         refresh_cache=rerun,
     )
+
+
+@task(retries=2, retry_delay_seconds=10, retry_condition_fn=_retry_transient)
+def decode_shard_task(shard: DecodeTask, config: DecodeConfig) -> ShardRecord:
+    """Decode one shard of videos (the decode stage fans out one of these per shard)."""
+    return decode_shard(shard, config)
+
+
+def decode_shards_as_tasks(shards: list[DecodeTask], config: DecodeConfig) -> list[ShardRecord]:
+    """The decode stage's shard runner under Prefect: one task run per shard, as many at a time
+    as `decode.workers` (0 = one per core; each runs single-threaded ffmpeg processes)."""
+    workers = max(1, min(config.workers or os.cpu_count() or 1, len(shards)))
+    with ThreadPoolTaskRunner(max_workers=workers) as runner:
+        futures = [
+            runner.submit(
+                decode_shard_task.with_options(task_run_name=f"decode-shard[{shard.name}]"),
+                parameters={"shard": shard, "config": config},
+            )
+            for shard in shards
+        ]
+        return [future.result() for future in futures]
+
+
+@task(retries=2, retry_delay_seconds=10, retry_condition_fn=_retry_transient)
+def extract_shard_task(work: ShardWork, group: pd.DataFrame) -> ShardRecord:
+    """Embed one frame shard's videos (the extract stage fans out one of these per shard)."""
+    return work(group)
+
+
+def extract_shards_as_tasks(
+    groups: list[tuple[str, pd.DataFrame]], work: ShardWork
+) -> Iterator[ShardRecord]:
+    """The extract stage's shard runner under Prefect: one task run per frame shard, in turn
+    (they share one model on one device)."""
+    for name, group in groups:
+        yield extract_shard_task.with_options(task_run_name=f"extract-shard[{name}]")(work, group)

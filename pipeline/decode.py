@@ -15,7 +15,7 @@ from __future__ import annotations
 import logging
 import os
 import time
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from concurrent.futures import ProcessPoolExecutor, as_completed
 from dataclasses import asdict, dataclass
 from multiprocessing import get_context
@@ -169,8 +169,21 @@ def check_bad_share(table: pd.DataFrame, config: DecodeConfig, dataset: str) -> 
     )
 
 
-def run_decode(name: str, ingest: Manifest, config: DecodeConfig, artifacts: Path) -> Manifest:
-    """Decode every video of an ingested dataset (cached; only new videos are decoded)."""
+ShardRunner = Callable[[list[DecodeTask], DecodeConfig], Iterable[ShardRecord]]
+
+
+def run_decode(
+    name: str,
+    ingest: Manifest,
+    config: DecodeConfig,
+    artifacts: Path,
+    shard_runner: ShardRunner | None = None,
+) -> Manifest:
+    """Decode every video of an ingested dataset (cached; only new videos are decoded).
+
+    `shard_runner` decodes the planned shards (default: `decode_shards`, a process per core); an
+    orchestrator may pass its own, e.g. one task per shard. It does not change the cache key.
+    """
     section = {"dataset": name, **section_dict(config)}
     section.pop("workers")
     spec = StageSpec("decode", section, [ingest], MODULES)
@@ -187,7 +200,8 @@ def run_decode(name: str, ingest: Manifest, config: DecodeConfig, artifacts: Pat
             len(records),
             len(tasks),
         )
-        for record in decode_shards(tasks, config):
+        shards = (shard_runner or decode_shards)(tasks, config)
+        for record in _with_progress(shards, len(tasks), time.perf_counter()):
             records.update({row["video_id"]: record for row in record.rows})
         table = finish_decode(videos, records, pool, folder)
         check_bad_share(table, config, name)
@@ -204,17 +218,14 @@ def decode_shards(tasks: list[DecodeTask], config: DecodeConfig) -> Iterable[Sha
     cores here (decode-storage.md §B).
     """
     workers = min(config.workers or os.cpu_count() or 1, len(tasks))
-    started = time.perf_counter()
     if workers <= 1:
-        records = (decode_shard(task, config) for task in tasks)
-        yield from _with_progress(records, len(tasks), started)
+        yield from (decode_shard(task, config) for task in tasks)
         return
     level = logging.getLogger().getEffectiveLevel()
     context = get_context("spawn")
     with ProcessPoolExecutor(workers, context, _log_like_parent, (level,)) as executor:
         futures = [executor.submit(decode_shard, task, config) for task in tasks]
-        records = (future.result() for future in as_completed(futures))
-        yield from _with_progress(records, len(tasks), started)
+        yield from (future.result() for future in as_completed(futures))
 
 
 def _log_like_parent(level: int) -> None:

@@ -13,7 +13,7 @@ import itertools
 import logging
 import os
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -155,8 +155,30 @@ def extract_pool(artifacts: Path, identity: dict[str, Any]) -> ShardPool:
     return ShardPool(artifacts / "extract" / f"pool-{key}", prefix="features")
 
 
-def run_extract(name: str, decode: Manifest, config: ExtractConfig, artifacts: Path) -> Manifest:
-    """Embed every decoded second of a dataset (cached; only new frame shards are embedded)."""
+# Runs `work` on each pending frame shard (a name and its rows), yielding the feature records.
+ShardWork = Callable[[pd.DataFrame], ShardRecord]
+GroupRunner = Callable[[list[tuple[str, pd.DataFrame]], ShardWork], Iterable[ShardRecord]]
+
+
+def run_groups_in_turn(
+    groups: list[tuple[str, pd.DataFrame]], work: ShardWork
+) -> Iterable[ShardRecord]:
+    """The default shard runner: one frame shard after another in this process (one model)."""
+    return (work(group) for _, group in groups)
+
+
+def run_extract(
+    name: str,
+    decode: Manifest,
+    config: ExtractConfig,
+    artifacts: Path,
+    shard_runner: GroupRunner | None = None,
+) -> Manifest:
+    """Embed every decoded second of a dataset (cached; only new frame shards are embedded).
+
+    `shard_runner` runs the pending shards (default: in turn, here); an orchestrator may make
+    each one a task. It does not change the cache key.
+    """
     clip = decode.info
     identity = weights_identity(config, clip["frames_per_second"], clip["size"])
     section = {"dataset": name, "weights": identity, "init_seed": config.init_seed}
@@ -168,16 +190,26 @@ def run_extract(name: str, decode: Manifest, config: ExtractConfig, artifacts: P
         pool = extract_pool(artifacts, identity)
         pool.clean()
         started = time.perf_counter()
-        records, backbone, embedded = {}, None, 0
-        groups = usable.groupby("shard_digest", sort=True)
-        for done, (digest, group) in enumerate(groups, start=1):
+        records: dict[str, ShardRecord] = {}
+        pending = []
+        for digest, group in usable.groupby("shard_digest", sort=True):
             record = pool.record(f"features-{digest[:16]}")
             if record is None:
-                backbone = backbone or load_backbone(config, identity)
-                record = _extract_group(group, decode, pool, backbone, config)
-                embedded += sum(row["n_seconds"] for row in record.rows)
-            records[digest] = record
-            progress.report("extract: shards", done, len(groups))
+                pending.append((f"features-{digest[:16]}", group))
+            else:
+                records[digest] = record
+        backbones: list[Backbone] = []  # loaded on the first pending shard, then shared
+
+        def work(group: pd.DataFrame) -> ShardRecord:
+            if not backbones:
+                backbones.append(load_backbone(config, identity))
+            return _extract_group(group, decode, pool, backbones[0], config)
+
+        embedded = 0
+        for done, record in enumerate((shard_runner or run_groups_in_turn)(pending, work), 1):
+            records[record.info["frames_digest"]] = record
+            embedded += sum(row["n_seconds"] for row in record.rows)
+            progress.report("extract: shards", done, len(pending))
         elapsed = time.perf_counter() - started
         index = _index(usable, records, pool, folder)
         write_table(index, folder / "index.parquet")
@@ -189,7 +221,7 @@ def run_extract(name: str, decode: Manifest, config: ExtractConfig, artifacts: P
             "seconds": int(index.n_seconds.sum()),
             "embedded_seconds": embedded,
             "embedded_per_second": round(embedded / elapsed, 2) if embedded else None,
-            "device": str(backbone.device) if backbone else None,
+            "device": str(backbones[0].device) if backbones else None,
         }
         return StageResult(outputs={"index": "index.parquet"}, info=info)
 

@@ -71,6 +71,8 @@ def test_flow_runs_caches_and_reruns(harness: Path) -> None:
     first, states = _run(stages=STAGES)
     assert (Path(first["report"]["report"]) / "report.md").is_file()
     assert "decode[youcook2]" in states and "finetune[fineco]" in states
+    assert sum(name.startswith("decode-shard[frames-") for name in states) >= 3  # fanned out
+    assert sum(name.startswith("extract-shard[features-") for name in states) >= 3
     assert set(states.values()) == {"Completed"}
     state = fineco(config="tiny", stages=STAGES, return_state=True)  # cached: see its artifacts
     found = _artifacts(state.state_details.flow_run_id)
