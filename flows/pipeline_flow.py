@@ -3,8 +3,9 @@
 Parameters: `config` (preset name or YAML path), `stages` (default: all; upstream stages come from
 cache or run first), `rerun` (stages built again even when complete), `overrides` (dotted
 `key=value`). The stage order and wiring are `pipeline.runner`'s; this flow only decides how
-each stage call runs: as a task named `<stage>[<dataset or variant>]`, with the dashboard's
-artifacts (run progress, metric tables, the report) and stage logs forwarded to Prefect.
+each stage call runs: as a task named `<stage>[<dataset or variant>]` (decode and extract fan
+out one task per shard), on the GPU work pool first when `execution.gpu_pool` is set, with the
+dashboard's artifacts (progress, metric tables, the report) and stage logs forwarded to Prefect.
 """
 
 from __future__ import annotations
