@@ -33,6 +33,7 @@ from pipeline.metrics import (
     retrieval_metrics,
 )
 from pipeline.stage import StageResult, StageSpec, run_cached
+from pipeline.synth import GROUND_TRUTH_FILE
 from pipeline.training_data import PairClips, make_loader, split_pairs
 from storage.atomic import atomic_output, atomic_write_json
 from storage.checkpoints import load_weights
@@ -46,10 +47,10 @@ MODULES = (
     "pipeline.metrics",
     "pipeline.training_data",
     "pipeline.bert",
+    "pipeline.devices",
     "models",
     "storage",
 )
-GROUND_TRUTH = "ground_truth.json"  # written by pipeline/synth.py beside the annotations
 
 
 @dataclass(frozen=True)
@@ -174,7 +175,7 @@ def run_evaluate(
         scores = encoded.text.astype(np.float64) @ encoded.video.astype(np.float64).T  # (N, N)
         retrieval = retrieval_report(scores, config.dual_softmax_temperature)
         metrics = dict(retrieval.metrics)
-        truth_path = Path(ingest.info["root"]) / GROUND_TRUTH
+        truth_path = Path(ingest.info["root"]) / GROUND_TRUTH_FILE
         truth = json.loads(truth_path.read_text()) if truth_path.is_file() else {}
         metrics |= {
             "variant": variant,

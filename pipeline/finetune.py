@@ -15,7 +15,7 @@ from typing import Literal
 
 from pipeline.bert import build_model, load_tokenizer
 from pipeline.config import FinecoConfig, FinetuneConfig, ModelConfig
-from pipeline.fit import fit, optim_section
+from pipeline.fit import TRAINING_MODULES, fit, optim_section
 from pipeline.objectives import finetune_objective
 from pipeline.stage import StageResult, StageSpec, run_cached
 from pipeline.training_data import split_pairs
@@ -25,16 +25,7 @@ from storage.layout import Manifest
 log = logging.getLogger(__name__)
 
 Variant = Literal["fineco", "baseline"]
-MODULES = (
-    "pipeline.finetune",
-    "pipeline.fit",
-    "pipeline.objectives",
-    "pipeline.train",
-    "pipeline.training_data",
-    "pipeline.bert",
-    "models",
-    "storage",
-)
+MODULES = ("pipeline.finetune", *TRAINING_MODULES)
 
 
 def variant_config(config: FinetuneConfig, variant: Variant) -> FinetuneConfig:

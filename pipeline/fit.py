@@ -18,6 +18,17 @@ from pipeline.train import train
 from pipeline.training_data import make_loader
 
 CHECKPOINTS = "checkpoints"
+# The code a training stage runs (with the stage's own module): part of its cache key.
+TRAINING_MODULES = (
+    "pipeline.fit",
+    "pipeline.objectives",
+    "pipeline.train",
+    "pipeline.training_data",
+    "pipeline.bert",
+    "pipeline.devices",
+    "models",
+    "storage",
+)
 SCHEDULING_FIELDS = ("device", "num_workers")  # change where it runs, not what it learns
 
 

@@ -12,7 +12,7 @@ from pathlib import Path
 
 from pipeline.bert import build_model, load_tokenizer
 from pipeline.config import ModelConfig, PretrainConfig
-from pipeline.fit import fit, optim_section
+from pipeline.fit import TRAINING_MODULES, fit, optim_section
 from pipeline.objectives import pretrain_objective
 from pipeline.stage import StageResult, StageSpec, run_cached
 from pipeline.training_data import HowToClips
@@ -22,16 +22,7 @@ from storage.tables import read_table
 
 log = logging.getLogger(__name__)
 
-MODULES = (
-    "pipeline.pretrain",
-    "pipeline.fit",
-    "pipeline.objectives",
-    "pipeline.train",
-    "pipeline.training_data",
-    "pipeline.bert",
-    "models",
-    "storage",
-)
+MODULES = ("pipeline.pretrain", *TRAINING_MODULES)
 
 
 def run_pretrain(

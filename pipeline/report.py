@@ -36,6 +36,7 @@ from pipeline.report_figures import (
     plot_loss_curves,
 )
 from pipeline.stage import StageResult, StageSpec, run_cached
+from pipeline.synth import GROUND_TRUTH_FILE
 from storage.atomic import atomic_write_text
 from storage.layout import Manifest
 from storage.tables import read_table
@@ -368,7 +369,6 @@ def read_decode_rows(path: Path) -> tuple[dict[str, dict[str, Any]], str]:
 # ---------------------------------------------------------------- the stage
 
 MODULES = ("pipeline.report", "pipeline.report_figures", "storage")
-GROUND_TRUTH = "ground_truth.json"  # written by pipeline/synth.py beside the annotations
 
 
 def report_inputs(
@@ -399,7 +399,7 @@ def report_inputs(
         upstream += [finetune, evaluate]
     pretrain = results.get("pretrain", {}).get("pretrain")
     test = results[config.evaluate.dataset]
-    truth = Path(test["ingest"].info["root"]) / GROUND_TRUTH
+    truth = Path(test["ingest"].info["root"]) / GROUND_TRUTH_FILE
     inputs = ReportInputs(
         config_name=config.name,
         runs=runs,

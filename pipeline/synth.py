@@ -56,6 +56,7 @@ log = logging.getLogger(__name__)
 ID_ALPHABET = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789_-"
 TRUNCATE_SHARE = 0.6  # the truncated video keeps this share of its bytes
 FINGERPRINT_PREFIX = "fineco-synth:"
+GROUND_TRUTH_FILE = "ground_truth.json"  # beside the annotations: relevant seconds per pair
 
 
 @dataclass(frozen=True)
@@ -395,11 +396,11 @@ def _write_dataset(
     """Write one dataset's annotation file and ground truth (its videos are already rendered)."""
     root = annotations.parent
     atomic_write_json(annotations, document)
-    atomic_write_json(root / "ground_truth.json", truth)
+    atomic_write_json(root / GROUND_TRUTH_FILE, truth)
     summary = DatasetSummary(
         root=root,
         annotations=annotations,
-        ground_truth=root / "ground_truth.json",
+        ground_truth=root / GROUND_TRUTH_FILE,
         videos=len(videos),
         pairs=len(truth),
         video_seconds=sum(p.duration for p in videos),
