@@ -29,7 +29,7 @@ class ConfigError(ValueError):
 class DatasetConfig:
     """One dataset on disk: which adapter reads it and where its files are."""
 
-    adapter: Literal["howto100m", "youcook2", "folder"]
+    adapter: Literal["howto100m", "youcook2", "msrvtt", "msvd", "didemo", "folder"]
     root: str  # dataset root; `{artifacts}` expands to the artifact root
     annotations: str = ""  # annotation file relative to root ("" for the folder adapter)
     videos: str = "videos"  # directory of video files relative to root

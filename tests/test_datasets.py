@@ -318,3 +318,12 @@ def test_duplicate_video_id_names_both_files(tmp_path: Path) -> None:
     write_video(tmp_path / "a" / "clip.webm")
     with pytest.raises(ValueError, match=r"'a/clip'.*clip\.mp4.*clip\.webm"):
         find_video_files(tmp_path)
+
+
+@pytest.mark.parametrize("adapter", ["howto100m", "youcook2", "msrvtt", "msvd", "didemo"])
+def test_every_adapter_is_reachable_from_a_config(tmp_path: Path, adapter: str) -> None:
+    """load_dataset dispatches each `adapter` name to its module; a missing file is named."""
+    config = DatasetConfig(adapter=adapter, root=str(tmp_path))  # type: ignore[arg-type]
+    with pytest.raises((FileNotFoundError, AnnotationError)) as caught:
+        load_dataset(config, tmp_path)
+    assert str(tmp_path) in str(caught.value)

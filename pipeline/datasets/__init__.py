@@ -1,7 +1,8 @@
 """Dataset adapters: annotation files in the real datasets' formats → the dataset index.
 
-One module per dataset (`howto100m`, `youcook2`, `folder`), each with `load(config, root)` →
-`DatasetTables` and `annotation_files(config, root)`; `tables` holds the shared schemas
+One module per dataset (`howto100m`, `youcook2`, `msrvtt`, `msvd`, `didemo`, `folder`), each
+with `load(config, root)` → `DatasetTables` and `annotation_files(config, root)`; `tables` holds
+the shared schemas
 (DESIGN.md §3, formats in reference/videoclip-facts.md §2.3 and §2.7).
 """
 
@@ -11,7 +12,7 @@ from pathlib import Path
 from types import ModuleType
 
 from pipeline.config import DatasetConfig
-from pipeline.datasets import folder, howto100m, youcook2
+from pipeline.datasets import didemo, folder, howto100m, msrvtt, msvd, youcook2
 from pipeline.datasets.tables import DatasetTables
 
 
@@ -30,6 +31,12 @@ def _adapter(config: DatasetConfig) -> ModuleType:
         return howto100m
     elif config.adapter == "youcook2":
         return youcook2
+    elif config.adapter == "msrvtt":
+        return msrvtt
+    elif config.adapter == "msvd":
+        return msvd
+    elif config.adapter == "didemo":
+        return didemo
     elif config.adapter == "folder":
         return folder
     raise ValueError(f"unknown dataset adapter {config.adapter!r}")
