@@ -12,20 +12,32 @@ testing → test. Task columns after PAIR_COLUMNS: `recipe_type` (str), `duratio
 Video files are matched by id in the video folder or in any subfolder (the official
 `raw_videos/<subset>/<recipe_type>/<id>.mp4` layout); videos without a file are dropped and
 counted, as MMPT drops records whose feature file is missing.
+
+Clip lists (§2.7): when `youcook_train.pkl` and/or `youcook_val.pkl` (HowTo100M
+`metadata_eval.zip`) lie in the dataset root, they decide which clips are in train / val instead
+of the json `subset`. Each is a pickled list of dicts whose `id` is `"<youtube_id>_<clip_idx>"`,
+split at the last `_` (YouTube ids may hold `_`); clip_idx indexes the video's annotation list.
+`caption` and the pooled-feature keys are ignored. A listed video keeps only its listed clips,
+with the list's split; an unlisted video whose json subset maps to a split that has a list is
+dropped. Both count their clips as `not_in_clip_lists`. Unlisted videos of a split without a list
+(test; train when only the val list exists) keep their json subset. List ids that
+are not in the json, ids listed twice, and videos with clips in both lists are AnnotationErrors.
 """
 
 from __future__ import annotations
 
+import io
 import logging
 import math
 from collections import Counter
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
 import pandas as pd
 
 from pipeline.config import DatasetConfig
+from pipeline.datasets.msvd import _PlainUnpickler
 from pipeline.datasets.tables import (
     PAIR_COLUMNS,
     AnnotationError,
@@ -45,6 +57,19 @@ log = logging.getLogger(__name__)
 ANNOTATION_FILE = "youcookii_annotations_trainval.json"
 SUBSET_SPLITS = {"training": "train", "validation": "val", "testing": "test"}
 TASK_DTYPES = {"recipe_type": "str", "duration_s": "float64"}
+CLIP_LIST_FILES = {"train": "youcook_train.pkl", "val": "youcook_val.pkl"}
+# numpy globals a HowTo100M clip list may hold (its '2d'/'3d' pooled features): never built.
+_IGNORED_GLOBALS = frozenset(
+    {
+        ("numpy.core.multiarray", "_reconstruct"),
+        ("numpy._core.multiarray", "_reconstruct"),
+        ("numpy.core.multiarray", "scalar"),
+        ("numpy._core.multiarray", "scalar"),
+        ("numpy", "ndarray"),
+        ("numpy", "dtype"),
+        ("_codecs", "encode"),  # bytes in protocol-2 pickles of arrays
+    }
+)
 
 
 @dataclass(frozen=True)
@@ -72,18 +97,26 @@ def annotation_path(config: DatasetConfig, root: Path) -> Path:
     return root / (config.annotations or ANNOTATION_FILE)
 
 
+def clip_list_paths(root: Path) -> dict[str, Path]:
+    """The MMPT clip lists present in the dataset root, by split."""
+    paths = {split: root / name for split, name in CLIP_LIST_FILES.items()}
+    return {split: path for split, path in paths.items() if path.is_file()}
+
+
 def annotation_files(config: DatasetConfig, root: Path) -> list[Path]:
-    """Every file whose content decides the tables."""
-    return [annotation_path(config, root)]
+    """Every file whose content decides the tables: the json and the clip lists present."""
+    return [annotation_path(config, root), *clip_list_paths(root).values()]
 
 
 def load(config: DatasetConfig, root: Path) -> DatasetTables:
     """Read and validate the annotations, match them to video files and build the tables."""
     path = annotation_path(config, root)
-    videos = read_annotations(path)
-    files = find_video_files(video_folder(config, root))
-    matched = match_video_files(videos, files)
+    annotated = read_annotations(path)
     dropped: Counter[str] = Counter()
+    lists = clip_list_paths(root)
+    videos = apply_clip_lists(annotated, lists, dropped) if lists else annotated
+    files = find_video_files(video_folder(config, root))
+    matched = match_video_files(annotated, files)  # files of unlisted videos are not unannotated
     kept: dict[str, Path] = {}
     for video_id, video in videos.items():
         if not video.segments:
@@ -102,6 +135,98 @@ def load(config: DatasetConfig, root: Path) -> DatasetTables:
         "youcook2 %s: %d videos, %d pairs, dropped %s", path, len(kept), len(pairs), dict(dropped)
     )
     return DatasetTables(videos=videos_table(kept, splits), pairs=pairs, dropped=dict(dropped))
+
+
+class _ClipListUnpickler(_PlainUnpickler):
+    """Plain data, plus numpy arrays replaced by an inert placeholder (their content is unused)."""
+
+    def find_class(self, module: str, name: str) -> Any:
+        if (module, name) in _IGNORED_GLOBALS:
+            return _Ignored
+        return super().find_class(module, name)
+
+
+class _Ignored:
+    """Stands in for a pickled numpy object; accepts any arguments and state."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        pass
+
+    def __setstate__(self, state: Any) -> None:
+        pass
+
+
+def read_clip_list(path: Path) -> list[tuple[str, int]]:
+    """A `youcook_<split>.pkl` clip list as (youtube_id, clip_idx) in list order."""
+    try:
+        # latin1: HowTo100M's pickles may come from Python 2.
+        data = _ClipListUnpickler(io.BytesIO(path.read_bytes()), encoding="latin1").load()
+    except Exception as error:  # any unpickling failure is a malformed file
+        found = f"data that does not unpickle to plain values ({type(error).__name__}: {error})"
+        raise AnnotationError(path, "top level", "<file>", "a pickled list", found) from error
+    if not isinstance(data, list):
+        expected = 'a list of dicts {"id": "<youtube_id>_<clip_idx>", ...}'
+        raise AnnotationError(path, "top level", "<file>", expected, shown(data))
+    clips = []
+    for index, item in enumerate(data):
+        record = f"list index {index}"
+        if not isinstance(item, dict):
+            raise AnnotationError(path, record, "<record>", 'a dict with an "id"', shown(item))
+        if "id" not in item:
+            raise AnnotationError(path, record, "id", "a value", "no such key")
+        clip_id = item["id"]
+        expected = 'a string "<youtube_id>_<clip_idx>"'
+        if not isinstance(clip_id, str):
+            raise AnnotationError(path, record, "id", expected, shown(clip_id))
+        video_id, _, clip_idx = clip_id.rpartition("_")
+        if not video_id or not clip_idx.isdigit() or not clip_idx.isascii():
+            raise AnnotationError(path, record, "id", expected, shown(clip_id))
+        clips.append((video_id, int(clip_idx)))
+    return clips
+
+
+def apply_clip_lists(
+    videos: dict[str, Video], lists: dict[str, Path], dropped: Counter[str]
+) -> dict[str, Video]:
+    """Videos restricted to the listed clips, with the lists' splits; counts the rest."""
+    chosen: dict[str, dict[int, str]] = {}  # video id -> {clip_idx: split}
+    where: dict[tuple[str, int], tuple[Path, int]] = {}
+    for split, path in lists.items():
+        for index, (video_id, clip_idx) in enumerate(read_clip_list(path)):
+            record = f"list index {index}"
+            clip_id = f"{video_id}_{clip_idx}"
+            video = videos.get(video_id)
+            if video is None:
+                found = f"{clip_id!r}, whose video is not in the annotation json"
+                raise AnnotationError(path, record, "id", "a clip of an annotated video", found)
+            if clip_idx >= len(video.segments):
+                found = f"{clip_id!r}, but the video has {len(video.segments)} annotations"
+                raise AnnotationError(path, record, "id", "a clip of an annotated video", found)
+            if (video_id, clip_idx) in where:
+                other, other_index = where[(video_id, clip_idx)]
+                found = f"{clip_id!r}, also at list index {other_index} of {other.name}"
+                raise AnnotationError(path, record, "id", "a clip listed once", found)
+            clips = chosen.setdefault(video_id, {})
+            other_splits = set(clips.values()) - {split}
+            if other_splits:
+                found = f"{clip_id!r}, but the video has clips in {sorted(other_splits)}"
+                raise AnnotationError(path, record, "id", "one split per video", found)
+            where[(video_id, clip_idx)] = (path, index)
+            clips[clip_idx] = split
+    result: dict[str, Video] = {}
+    for video_id, video in videos.items():
+        clips = chosen.get(video_id, {})
+        if clips:  # a listed video keeps exactly its listed clips, in annotation order
+            if len(clips) < len(video.segments):
+                dropped["not_in_clip_lists"] += len(video.segments) - len(clips)
+            segments = [s for i, s in enumerate(video.segments) if i in clips]
+            split = next(iter(clips.values()))
+            result[video_id] = replace(video, split=split, segments=segments)
+        elif video.split in lists and video.segments:
+            dropped["not_in_clip_lists"] += len(video.segments)
+        else:
+            result[video_id] = video
+    return result
 
 
 def read_annotations(path: Path) -> dict[str, Video]:
