@@ -35,6 +35,7 @@ from pipeline.config import DatasetConfig
 from pipeline.datasets.tables import (
     PAIR_COLUMNS,
     VIDEO_SUFFIXES,
+    WHOLE_VIDEO_END_S,
     AnnotationError,
     DatasetTables,
     find_video_files,
@@ -52,7 +53,6 @@ log = logging.getLogger(__name__)
 SPLITS = ("train", "val", "test")
 N_CHUNKS = 6  # 5-second chunks 0..5 of a (truncated) 30-second video
 CHUNK_S = 5
-WHOLE_VIDEO_END_S = 1e9  # "to the end of the video": PairClips clips end_s to the video length
 MOMENT_COLUMNS = ["annotation_id", "video", "description", "times"]
 
 

@@ -44,6 +44,7 @@ import pandas as pd
 from pipeline.config import DatasetConfig
 from pipeline.datasets.tables import (
     PAIR_COLUMNS,
+    WHOLE_VIDEO_END_S,
     AnnotationError,
     DatasetTables,
     find_video_files,
@@ -63,7 +64,6 @@ TRAIN_LISTS = ("MSRVTT_train.9k.csv", "MSRVTT_train.7k.csv")  # first one presen
 TEST_FILE = "MSRVTT_JSFUSION_test.csv"
 MC_FILE = "MSR_MC_test.csv"
 QA_SPLITS = ("train", "val", "test")
-WHOLE_VIDEO_END_S = 1e9  # end_s of a whole-video pair; PairClips clips it to the video's length
 MC_CANDIDATES = ("a1", "a2", "a3", "a4", "a5")
 TOP_ANSWERS = 1500  # FineCo / ClipBERT open-ended QA vocabulary size
 

@@ -38,6 +38,7 @@ import pandas as pd
 from pipeline.config import DatasetConfig
 from pipeline.datasets.tables import (
     PAIR_COLUMNS,
+    WHOLE_VIDEO_END_S,
     AnnotationError,
     DatasetTables,
     find_video_files,
@@ -52,7 +53,6 @@ log = logging.getLogger(__name__)
 
 ANNOTATION_FILE = "raw-captions.pkl"
 SPLITS = ("train", "val", "test")
-WHOLE_VIDEO_END_S = 1e9  # "to the end of the video": PairClips clips end_s to the video length
 
 
 class _PlainUnpickler(pickle.Unpickler):

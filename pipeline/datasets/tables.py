@@ -40,6 +40,9 @@ PAIR_DTYPES: dict[str, str] = {
     "split": "str",
 }
 VIDEO_COLUMNS: list[str] = list(VIDEO_DTYPES)
+# end_s of a pair that covers its whole video (MSR-VTT, MSVD, DiDeMo): finite, so tables stay
+# plain floats; PairClips clips it to the video's length.
+WHOLE_VIDEO_END_S = 1e9
 PAIR_COLUMNS: list[str] = list(PAIR_DTYPES)  # task fields may follow these
 
 VIDEO_SUFFIXES: frozenset[str] = frozenset(
