@@ -34,6 +34,16 @@ class DatasetConfig:
     annotations: str = ""  # annotation file relative to root ("" for the folder adapter)
     videos: str = "videos"  # directory of video files relative to root
     split: str = "train"  # split given to every video by adapters without splits (folder)
+    # What the pairs are for (msrvtt only offers qa and mc): retrieval = caption pairs; qa =
+    # MSR-VTT-QA questions with an answer-vocabulary index; mc = retrieval training pairs and
+    # MSR_MC_test.csv rows (5 candidate captions) as the test split.
+    task: Literal["retrieval", "qa", "mc"] = "retrieval"
+    answers: int = 1500  # qa: answer vocabulary = this many most frequent train answers
+
+    def __post_init__(self) -> None:
+        _require(self.answers >= 1, "answers >= 1")
+        if self.task != "retrieval":
+            _require(self.adapter == "msrvtt", f"task {self.task} only with adapter msrvtt")
 
 
 @dataclass(frozen=True)
@@ -53,6 +63,13 @@ class SynthConfig:
     min_segment_s: int = 3
     max_segment_s: int = 15
     broken_videos: bool = True  # add one truncated and one corrupt file to the YouCookII set
+    # Short-video sets (4-10 s, captions cover most of each video): MSR-VTT formats, and MSVD
+    # formats over the same videos; DiDeMo formats over 30 s videos of 5-second moments.
+    short_sets: tuple[str, ...] = ("msrvtt", "msvd", "didemo")
+    short_videos: int = 12  # MSR-VTT/MSVD set, all splits
+    short_test_videos: int = 4
+    didemo_videos: int = 10
+    didemo_test_videos: int = 4
 
     def __post_init__(self) -> None:
         _require(1 <= self.min_segments <= self.max_segments, "min_segments <= max_segments")
@@ -110,6 +127,7 @@ class ModelConfig:
     max_video_len: int = 32  # seconds per clip fed to the video encoder (YouCookII FineCo: 256)
     max_text_tokens: int = 61  # word pieces between [CLS] and [SEP] (VideoCLIP: 96 - 32 - 3)
     selector_hidden: int = 0  # frame-selector MLP width; 0 = the BERT hidden size
+    answer_hidden: int = 0  # open-ended QA head: MLP width over [video ; text]; 0 = hidden size
     # Random weights with the checkpoint's vocabulary and these sizes (tests, quick runs):
     random_init: bool = False
     random_hidden: int = 32
@@ -137,6 +155,15 @@ class FinecoConfig:
         _require(self.k >= 1, "k >= 1")
         _require(0.0 < self.ratio <= 1.0, "0 < ratio <= 1")
         _require(self.weight >= 0.0, "weight >= 0")
+
+
+@dataclass(frozen=True)
+class SweepPoint:
+    """One ablation run (paper Tables 6 and 7): FineCo settings replacing the preset's own."""
+
+    strategy: Literal["fixed_k", "median", "ratio", "random", ""] = ""  # "" = the preset's
+    k: int = 0  # 0 = the preset's
+    ratio: float = 0.0  # 0 = the preset's
 
 
 @dataclass(frozen=True)
@@ -192,7 +219,18 @@ class FinetuneConfig:
     optim: OptimConfig = field(default_factory=OptimConfig)
     fineco: FinecoConfig = field(default_factory=FinecoConfig)
     from_pretrain: bool = True  # start from the pretrain stage's checkpoint
+    # A released VideoCLIP checkpoint_best.pt (fairseq wrapper, `mmmodel.` keys) to start from
+    # instead; "" = none. Needs from_pretrain=false. `{artifacts}` expands.
+    init_checkpoint: str = ""
     baseline: bool = True  # also train the VideoCLIP baseline (fineco.enabled=false), same rest
+    # Ablations: each point is one more fine-tuned and evaluated variant (Tables 6 and 7).
+    sweep: tuple[SweepPoint, ...] = ()
+
+    def __post_init__(self) -> None:
+        _require(
+            not (self.init_checkpoint and self.from_pretrain),
+            "init_checkpoint only with from_pretrain=false (one starting point)",
+        )
 
 
 @dataclass(frozen=True)

@@ -82,7 +82,9 @@ def _build(name: str, config: DatasetConfig, root: Path, folder: Path) -> StageR
     info = {
         "dataset": name,
         "adapter": config.adapter,
+        "task": config.task,
         "root": str(root),
+        "annotation_dir": str(annotation_dir(config, root)),
         "videos": len(tables.videos),
         "pairs": len(tables.pairs),
         "splits": _split_counts(tables.videos, tables.pairs),
@@ -90,6 +92,12 @@ def _build(name: str, config: DatasetConfig, root: Path, folder: Path) -> StageR
     }
     log.info("ingest %s: %d videos, %d pairs", name, info["videos"], info["pairs"])
     return StageResult(outputs={"videos": VIDEOS_TABLE, "pairs": PAIRS_TABLE}, info=info)
+
+
+def annotation_dir(config: DatasetConfig, root: Path) -> Path:
+    """The folder holding the annotation files (`annotations` names a file for some adapters)."""
+    path = root / config.annotations if config.annotations not in ("", ".") else root
+    return path if path.is_dir() else path.parent
 
 
 def _split_counts(videos: pd.DataFrame, pairs: pd.DataFrame) -> dict[str, dict[str, int]]:
