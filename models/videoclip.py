@@ -21,6 +21,7 @@ from torch import Tensor, nn
 from transformers import BertConfig
 
 from models.frame_selector import FrameSelector
+from models.heads import AnswerHead
 from models.text_encoder import TextEncoder, TextEncoderOutput
 from models.video_encoder import VideoEncoder, VideoEncoderOutput
 
@@ -65,6 +66,10 @@ class VideoCLIP(nn.Module):
             video_config, max_video_len, cls_token_id=cls_token_id, sep_token_id=sep_token_id
         )
         self.frame_selector = FrameSelector(text_config.hidden_size, selector_hidden)
+        self.hidden_size = text_config.hidden_size
+        # Open-ended QA only: an `AnswerHead` over [video ; text], set by `attach_answer_head`
+        # (after any pretrained weights are loaded, so retrieval checkpoints still load strictly).
+        self.answer_head: AnswerHead | None = None
 
     def forward(
         self,
@@ -94,6 +99,15 @@ class VideoCLIP(nn.Module):
     def select_frames(self, frame_hidden: Tensor, text_pooled: Tensor) -> Tensor:
         """(B, K, H), (B, H) -> frame_logits (B, K)."""
         return self.frame_selector(frame_hidden, text_pooled)
+
+
+def attach_answer_head(model: VideoCLIP, num_answers: int, inner_size: int = 0) -> AnswerHead:
+    """Give `model` a QA head of `num_answers` outputs (seeded, so runs are repeatable)."""
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(num_answers)
+        head = AnswerHead(model.hidden_size, num_answers, inner_size)
+    model.answer_head = head
+    return head
 
 
 def scores(

@@ -7,48 +7,28 @@ Two variants share every setting but the frame-level loss: `fineco` (L = weight 
 
 from __future__ import annotations
 
-import dataclasses
 import logging
 from dataclasses import asdict
 from pathlib import Path
-from typing import Literal
 
 from pipeline.bert import build_model, load_tokenizer
-from pipeline.config import FinecoConfig, FinetuneConfig, ModelConfig
+from pipeline.config import FinetuneConfig, ModelConfig
 from pipeline.fit import TRAINING_MODULES, fit, optim_section
 from pipeline.objectives import finetune_objective
 from pipeline.stage import StageResult, StageSpec, run_cached
 from pipeline.training_data import split_pairs
+from pipeline.variants import variant_config
 from storage.checkpoints import load_weights
 from storage.layout import Manifest
 
 log = logging.getLogger(__name__)
 
-Variant = Literal["fineco", "baseline"]
 MODULES = ("pipeline.finetune", *TRAINING_MODULES)
-
-
-def variant_config(config: FinetuneConfig, variant: Variant) -> FinetuneConfig:
-    """The settings of one variant: the baseline is the same run without FineCo's L1.
-
-    The baseline gets a canonical disabled FineCo section, so FineCo-only settings (strategy,
-    k, ...) do not change its cache key: changing them reruns the FineCo variant alone.
-    """
-    if variant == "fineco":
-        return config
-    return dataclasses.replace(config, fineco=FinecoConfig(enabled=False))
-
-
-def variants(config: FinetuneConfig) -> list[Variant]:
-    """The variants a config asks for (the baseline only beside an enabled FineCo)."""
-    if not config.fineco.enabled:
-        return ["baseline"]
-    return ["fineco", "baseline"] if config.baseline else ["fineco"]
 
 
 def run_finetune(
     config: FinetuneConfig,
-    variant: Variant,
+    variant: str,
     model_config: ModelConfig,
     ingest: Manifest,
     extract: Manifest,
@@ -58,7 +38,8 @@ def run_finetune(
     """Fine-tune one variant on the `config.split` pairs of the ingested dataset."""
     settings = variant_config(config, variant)
     section = {**asdict(settings), "optim": optim_section(settings.optim)}
-    section.pop("baseline")  # which variants run is the runner's business, not this run's
+    for name in ("baseline", "sweep"):  # which variants run is the runner's business
+        section.pop(name)
     section["model"] = asdict(model_config)
     if settings.from_pretrain and pretrain is None:
         raise ValueError("finetune.from_pretrain is set but no pretrain manifest was given")

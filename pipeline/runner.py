@@ -78,7 +78,7 @@ def run_stages(
 
 def planned_calls(config: Config, stages: Sequence[str]) -> int:
     """How many stage calls `run_stages(config, stages, ...)` makes (for progress bars)."""
-    from pipeline.finetune import variants
+    from pipeline.variants import variants
 
     last = max(STAGES.index(stage) for stage in stages)
     calls = len(_front_end_datasets(config, last)) * (min(last, 2) + 1)
@@ -125,8 +125,9 @@ def _run_learning(
 ) -> None:
     """pretrain → finetune (each variant) → evaluate (each variant) → report, up to `last`."""
     from pipeline.evaluate import run_evaluate
-    from pipeline.finetune import run_finetune, variants
+    from pipeline.finetune import run_finetune
     from pipeline.pretrain import run_pretrain
+    from pipeline.variants import variants
 
     pretrain = None
     if config.finetune.from_pretrain or last == "pretrain":
