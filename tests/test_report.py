@@ -19,7 +19,6 @@ from pipeline.config import ReportConfig
 from pipeline.report import (
     ReportInputs,
     RunInputs,
-    metric_table_markdown,
     read_training_log,
     write_report,
 )
@@ -143,6 +142,7 @@ def inputs(tmp_path: Path) -> ReportInputs:
                 run_folder / "frame_scores.h5",
                 run_folder / "metrics.jsonl",
                 settings,
+                fineco={"enabled": variant == "fineco", **settings},
             )
         )
     write_training_log(tmp_path / "pretrain.jsonl", 53, ())
@@ -164,6 +164,7 @@ def inputs(tmp_path: Path) -> ReportInputs:
         dataset="youcook2",
         split="val",
         pairs_table=tmp_path / "pairs.parquet",
+        adapter="youcook2",
     )
 
 
@@ -191,21 +192,21 @@ def test_report_tables_statements_and_figures(inputs: ReportInputs, tmp_path: Pa
     )
     assert statement in text
     for row in (
-        "| fineco | no | 12.5 | 40.0 | 60.0 | 7.0 | 9.1 |",
-        "| fineco | yes | 15.0 | 42.5 | 62.5 | 6.0 | 8.4 |",  # halves round up, as printed
-        "| baseline | no | 10.0 | 35.0 | 55.0 | 8.0 | 10.3 |",
-        "| baseline | yes | 11.3 | 37.5 | 57.5 | 7.5 | 9.9 |",
-        "| fineco | no | 17.5 | 45.0 | 65.0 | 5.0 | 7.4 |",  # MMPT-compatible table
-        "| baseline | yes | 14.0 | 39.0 | 59.0 | 6.0 | 8.8 |",
+        "| ours: fineco (fixed_k, k=50) | no | 12.5 | 40.0 | 60.0 | 7.0 |",
+        "| ours: fineco (fixed_k, k=50) | yes | 15.0 | 42.5 | 62.5 | 6.0 |",  # halves round up
+        "| ours: baseline (VideoCLIP, no L1) | no | 10.0 | 35.0 | 55.0 | 8.0 |",
+        "| ours: baseline (VideoCLIP, no L1) | yes | 11.3 | 37.5 | 57.5 | 7.5 |",
+        "| ours: fineco (fixed_k, k=50) | no | 17.5 | 45.0 | 65.0 | 5.0 |",  # MMPT-compatible
+        "| ours: baseline (VideoCLIP, no L1) | yes | 14.0 | 39.0 | 59.0 | 6.0 |",
     ):
         assert row in text
-    plain, mmpt = text.index("| fineco | no | 12.5"), text.index("| fineco | no | 17.5")
-    assert plain < text.index("MMPT-compatible") < mmpt
-    assert "strategy=fixed_k, k=50, weight=1.0" in text
+    plain = text.index("| ours: fineco (fixed_k, k=50) | no | 12.5")
+    mmpt = text.index("| ours: fineco (fixed_k, k=50) | no | 17.5")
+    assert text.index("Table 1: YouCookII") < plain < text.index("MMPT-compatible") < mmpt
+    assert text.index("| FineCo (paper) | yes | 37.6 | 66.6 | 78.2 | 3.0 |") < plain
     assert "**fineco**: precision@5 = 61.0% vs 48.0% random expectation (40 pairs)" in text
     assert "**baseline**: precision@5 = 47.0% vs 48.0% random expectation (40 pairs)" in text
     assert "frame selector is untrained" in text
-    assert "| FineCo w DS | 37.6 | 66.6 | 78.2 | 3.0 |" in text  # the paper, for orientation
     assert "placeholder" not in text
     links = re.findall(r"!\[[^\]]*\]\(([^)]+)\)", text)
     assert links == ["loss_curves.png", "strip-01.png", "strip-02.png"]
@@ -300,11 +301,3 @@ def test_training_log_keeps_the_last_entry_of_a_step_and_skips_a_torn_line(
     log = read_training_log(path)
     assert log is not None
     assert log.step.tolist() == [0, 1] and log.loss.tolist() == [3.0, 1.5]
-
-
-def test_metric_table_formats_like_the_paper() -> None:
-    metrics = {"x": {"a": retrieval(33.333, 66.0, 100.0, 3, 4.06), "b": retrieval(0, 0, 0, 1, 1)}}
-    lines = metric_table_markdown(metrics, "a", "b").splitlines()
-    assert lines[0] == "| Variant | DS | R@1 | R@5 | R@10 | MedR | MeanR |"
-    assert lines[2] == "| x | no | 33.3 | 66.0 | 100.0 | 3.0 | 4.1 |"
-    assert lines[3] == "| x | yes | 0.0 | 0.0 | 0.0 | 1.0 | 1.0 |"

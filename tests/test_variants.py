@@ -1,0 +1,61 @@
+"""Fine-tuned variants: FineCo, the ablation sweep points and the baseline."""
+
+from __future__ import annotations
+
+import pytest
+
+from pipeline.config import ConfigError, FinecoConfig, load_config
+from pipeline.variants import variant_config, variants
+
+
+def test_table6_preset_expands_into_one_variant_per_strategy() -> None:
+    config = load_config("youcook2_table6").finetune
+    names = variants(config)
+    assert names[0] == "fineco" and names[-1] == "baseline"
+    # k = 50 is the preset's own setting: listed in the sweep, run once.
+    assert "fineco-fixed_k-k50" not in names
+    assert names[1:-1] == [
+        "fineco-fixed_k-k1",
+        "fineco-fixed_k-k10",
+        "fineco-fixed_k-k30",
+        "fineco-fixed_k-k100",
+        "fineco-fixed_k-k256",
+        "fineco-median",
+        "fineco-ratio-0.3",
+        "fineco-ratio-0.5",
+        "fineco-ratio-0.8",
+        "fineco-random-k50",
+    ]
+    median = variant_config(config, "fineco-median").fineco
+    assert (median.strategy, median.k, median.enabled) == ("median", 50, True)
+    ratio = variant_config(config, "fineco-ratio-0.3").fineco
+    assert (ratio.strategy, ratio.ratio) == ("ratio", 0.3)
+
+
+def test_baseline_ignores_fineco_and_sweep_settings() -> None:
+    one = load_config("tiny", ["finetune.fineco.k=3"]).finetune
+    two = load_config("tiny", ["finetune.fineco.k=7", "finetune.sweep=[{k: 2}]"]).finetune
+    assert variant_config(one, "baseline").fineco == FinecoConfig(enabled=False)
+    assert variant_config(one, "baseline").fineco == variant_config(two, "baseline").fineco
+    assert variants(two) == ["fineco", "fineco-fixed_k-k2", "baseline"]
+
+
+def test_disabled_fineco_keeps_the_sweep_and_the_baseline() -> None:
+    config = load_config(
+        "tiny", ["finetune.fineco.enabled=false", "finetune.sweep=[{strategy: median}]"]
+    ).finetune
+    assert variants(config) == ["fineco-median", "baseline"]
+    with pytest.raises(ValueError, match="unknown fine-tuning variant 'fineco'"):
+        variant_config(config, "fineco")
+
+
+def test_bad_sweep_point_names_the_key() -> None:
+    with pytest.raises(ConfigError, match=r"finetune\.sweep\[0\]\.strategy must be one of"):
+        load_config("tiny", ["finetune.sweep=[{strategy: top}]"])
+    with pytest.raises(ConfigError, match=r"unknown key finetune\.sweep\[0\]\.size"):
+        load_config("tiny", ["finetune.sweep=[{size: 3}]"])
+
+
+def test_init_checkpoint_and_from_pretrain_are_exclusive() -> None:
+    with pytest.raises(ConfigError, match="init_checkpoint only with from_pretrain=false"):
+        load_config("tiny", ["finetune.init_checkpoint=/x.pt", "finetune.from_pretrain=true"])
