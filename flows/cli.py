@@ -2,6 +2,7 @@
 
     fineco synth --config demo
     fineco run --config demo [--stages ingest,decode,extract] [--videos DIR] [key=value ...]
+    fineco run --config msrvtt_qa --synthetic   (a paper preset on synthetic data)
     fineco bench decode|extract --config demo
 
 Overrides are dotted `key=value` pairs (`decode.size=112`). Stage code logs through `logging`;
@@ -58,6 +59,11 @@ def _parser() -> argparse.ArgumentParser:
         "(default: all; with --videos: ingest,decode,extract)",
     )
     run.add_argument("--videos", type=Path, help="a folder of your own videos (no captions)")
+    run.add_argument(
+        "--synthetic",
+        action="store_true",
+        help="run on `fineco synth`'s sets in each dataset's format, with offline weights",
+    )
     run.set_defaults(command=_run)
 
     serve = commands.add_parser("serve", help="serve the Prefect deployments fineco/full, ...")
@@ -113,9 +119,18 @@ def _synth(args: argparse.Namespace, config: Config) -> int:
 
 
 def _run(args: argparse.Namespace, config: Config) -> int:
-    from pipeline.runner import FRONT_END, STAGES, parse_stages, run_stages, with_video_folder
+    from pipeline.runner import (
+        FRONT_END,
+        STAGES,
+        parse_stages,
+        run_stages,
+        with_synthetic_data,
+        with_video_folder,
+    )
 
     stages = parse_stages(args.stages or STAGES)
+    if args.synthetic:
+        config = with_synthetic_data(config)
     if args.videos is not None:
         config = with_video_folder(config, args.videos)
         stages = parse_stages(args.stages or FRONT_END)

@@ -167,9 +167,13 @@ def metrics_rows(metrics: dict[str, Any]) -> list[dict[str, Any]]:
     """Table rows of evaluate's `metrics.json`: one per ranking (ours, MMPT) × DualSoftmax.
 
     Each row is {"variant", "ranking", "dual_softmax", "R@1", "R@5", "R@10", "MedR", "MeanR"}
-    with the metrics rounded to 1 decimal. Sections missing from `metrics` are skipped;
+    with the metrics rounded to 1 decimal; QA and multiple choice give one row {"variant",
+    "task", "accuracy"}. Sections missing from `metrics` are skipped;
     `frame_precision` is not a ranking metric and is left out.
     """
+    if isinstance(metrics.get("accuracy"), int | float):  # QA and multiple choice
+        row = {"variant": metrics.get("variant"), "task": metrics.get("task")}
+        return [row | {"accuracy": round(float(metrics["accuracy"]), 1)}]
     rows = []
     for section, (ranking, dual_softmax) in _METRIC_SECTIONS.items():
         values = metrics.get(section)

@@ -11,6 +11,7 @@ dashboard's artifacts (progress, metric tables, the report) and stage logs forwa
 from __future__ import annotations
 
 import json
+import re
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -110,7 +111,9 @@ def publish_results(results: Results) -> None:
     for group, stages in results.items():
         if "evaluate" in stages:
             metrics = json.loads(stages["evaluate"].output("metrics").read_text())
-            publish_table(f"metrics-{group}", metrics_rows(metrics), f"retrieval, {group}")
+            key = re.sub(r"[^a-z0-9-]", "-", f"metrics-{group}".lower())  # Prefect's key rule
+            task = metrics.get("protocol", "retrieval")
+            publish_table(key, metrics_rows(metrics), f"{task}, {group}")
     if "report" in results:
         report = results["report"]["report"].output("report")
         publish_markdown("report", report.read_text(), f"FineCo report ({report})")

@@ -61,6 +61,43 @@ def with_video_folder(config: Config, folder: Path) -> Config:
     return dataclasses.replace(config, datasets={"videos": dataset})
 
 
+# Where `fineco synth` writes each adapter's synthetic set under `synth.out_dir`:
+# (folder, annotations, videos relative to the set's root).
+SYNTHETIC_SETS: dict[str, tuple[str, str, str]] = {
+    "howto100m": ("howto100m", "caption.json", "videos"),
+    "youcook2": ("youcook2", "youcookii_annotations_trainval.json", "videos"),
+    "msrvtt": ("msrvtt", "", "videos"),
+    "msvd": ("msvd", "raw-captions.pkl", "../msrvtt/videos"),  # MSVD files over the same videos
+    "didemo": ("didemo", "", "videos"),
+}
+
+
+def with_synthetic_data(config: Config) -> Config:
+    """The config run on `fineco synth`'s sets in each dataset's own format, offline.
+
+    Every dataset is pointed at the synthetic set of its adapter (its task kept), and the weights
+    become the offline defaults: random S3D-G, MiniLM, no VideoCLIP checkpoint (a paper preset
+    names the public weights, which a synthetic run does not need).
+    """
+    out_dir = config.synth.out_dir
+    datasets = {}
+    for name, dataset in config.datasets.items():
+        if dataset.adapter not in SYNTHETIC_SETS:
+            raise ConfigError(f"datasets.{name}: no synthetic set for adapter {dataset.adapter}")
+        folder, annotations, videos = SYNTHETIC_SETS[dataset.adapter]
+        datasets[name] = dataclasses.replace(
+            dataset, root=f"{out_dir}/{folder}", annotations=annotations, videos=videos
+        )
+    log.info("synthetic data from %s; random S3D-G, MiniLM, no VideoCLIP checkpoint", out_dir)
+    return dataclasses.replace(
+        config,
+        datasets=datasets,
+        extract=dataclasses.replace(config.extract, weights=""),
+        model=dataclasses.replace(config.model, bert="minilm"),
+        finetune=dataclasses.replace(config.finetune, init_checkpoint=""),
+    )
+
+
 def run_stages(
     config: Config, stages: Sequence[str], artifacts: Path, execute: Executor = call_directly
 ) -> Results:
