@@ -1,0 +1,106 @@
+"""Every paper preset end to end on synthetic data in its own format (tiny model, CPU).
+
+`fineco synth` renders each format's synthetic set; `with_synthetic_data` (`fineco run
+--synthetic`) points the preset's datasets at them. The overrides below shrink clips and the
+model only; the task, protocol, objective, variants and report of each preset are its own.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from pipeline.config import load_config
+from pipeline.runner import STAGES, run_stages, with_synthetic_data
+from pipeline.synth import synthesize
+from pipeline.variants import variants
+from storage.layout import expand_path
+
+pytestmark = pytest.mark.slow
+
+TINY = [
+    "synth.out_dir={artifacts}/synth/tiny",
+    "decode.frames_per_second=4",
+    "decode.size=32",
+    "decode.videos_per_shard=4",
+    "decode.workers=1",
+    "decode.max_bad_share=0.5",
+    "extract.batch_seconds=8",
+    "extract.device=cpu",
+    "extract.threads=2",
+    "model.random_init=true",
+    "model.video_layers=1",
+    "model.max_video_len=8",
+    "model.max_text_tokens=16",
+    "finetune.optim.epochs=1",
+    "finetune.optim.batch_size=4",
+    "finetune.optim.warmup_steps=1",
+    "finetune.optim.amp=off",
+    "finetune.optim.device=cpu",
+    "finetune.optim.checkpoint_every=0",
+    "evaluate.device=cpu",
+    "evaluate.batch_size=16",
+]
+PAPER_PRESETS = {  # preset -> (task, protocol, the paper table its report shows)
+    "youcook2_fineco_256": ("retrieval", "text_to_video", "Table 1: YouCookII"),
+    "youcook2_fineco_32": ("retrieval", "text_to_video", "Table 1: YouCookII"),
+    "msrvtt_1k": ("retrieval", "text_to_video", "Table 2: MSR-VTT 1k"),
+    "msvd": ("retrieval", "multi_sentence", "Table 3: MSVD"),
+    "didemo": ("retrieval", "paragraph_to_video", "Table 4: DiDeMo"),
+    "msrvtt_qa": ("qa", "qa", "Table 5: MSR-VTT QA"),
+    "msrvtt_mc": ("mc", "mc", "Table 8: MSR-VTT multiple choice"),
+    "msrvtt_mc_table7": ("mc", "mc", "Table 7: number of positive frames"),
+}
+
+
+@pytest.fixture(scope="module")
+def artifacts(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    root = tmp_path_factory.mktemp("artifacts")
+    config = load_config("tiny")
+    synthesize(config.synth, expand_path(config.synth.out_dir, root))
+    return root
+
+
+@pytest.mark.parametrize("preset", sorted(PAPER_PRESETS))
+def test_preset_runs_every_stage_on_its_synthetic_format(artifacts: Path, preset: str) -> None:
+    task, protocol, table = PAPER_PRESETS[preset]
+    config = with_synthetic_data(load_config(preset, TINY))
+    results = run_stages(config, STAGES, artifacts)
+    names = variants(config.finetune)
+    assert set(names) <= set(results)
+    for variant in names:
+        metrics = json.loads(results[variant]["evaluate"].output("metrics").read_text())
+        assert (metrics["task"], metrics["protocol"]) == (task, protocol)
+        if task == "retrieval":
+            assert 0.0 <= metrics["plain"]["R@1"] <= 100.0
+        else:
+            assert 0.0 <= metrics["accuracy"] <= 100.0
+        if preset == "didemo":
+            assert metrics["moments"]["annotations"] > 0
+    report = results["report"]["report"].output("report").read_text()
+    assert table in report
+    assert "ours: fineco" in report and "ours: baseline" in report
+
+
+def test_pretraining_preset_pretrains_on_the_howto100m_format(artifacts: Path) -> None:
+    config = with_synthetic_data(
+        load_config("howto100m_pretrain", [*TINY, "pretrain.optim.epochs=1",
+                                           "pretrain.optim.batch_size=4",
+                                           "pretrain.optim.amp=off", "pretrain.optim.device=cpu"])
+    )  # fmt: skip
+    results = run_stages(config, ["pretrain"], artifacts)
+    assert results["pretrain"]["pretrain"].output("weights").is_file()
+
+
+def test_paper_values_survive_in_the_presets() -> None:
+    assert load_config("youcook2_fineco_256").model.max_video_len == 256
+    assert load_config("youcook2_fineco_32").model.max_video_len == 32
+    qa, mc = load_config("msrvtt_qa"), load_config("msrvtt_mc")
+    assert (qa.datasets["msrvtt_qa"].task, qa.finetune.fineco.k) == ("qa", 20)
+    assert (mc.datasets["msrvtt_mc"].task, mc.finetune.fineco.k) == ("mc", 25)
+    assert (mc.finetune.objective, mc.finetune.optim.epochs) == ("v2t", 5)
+    for name in ("youcook2_fineco_256", "msrvtt_1k", "msvd", "didemo", "msrvtt_qa"):
+        optim = load_config(name).finetune.optim
+        assert (optim.lr, optim.warmup_steps, optim.epochs, optim.amp) == (5e-5, 1000, 15, "fp16")
