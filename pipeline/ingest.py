@@ -5,6 +5,10 @@ the sha256 of each annotation file the adapter reads and a digest of the video f
 (relative path, size, mtime in ns; no video is opened). Editing an annotation, adding, replacing or
 touching a video, or moving the dataset root therefore gives a new key; rerunning on unchanged
 inputs returns the existing manifest and writes nothing.
+
+Adapters with task facts (`DatasetTables.extras`, e.g. MSR-VTT-QA's answer vocabulary) get them
+written to `task.json` (output "task"); the manifest's info holds a short summary
+(`task_facts`: scalars as they are, lists and objects by their length).
 """
 
 from __future__ import annotations
@@ -21,6 +25,7 @@ from pipeline.config import DatasetConfig
 from pipeline.datasets import annotation_files, load_dataset
 from pipeline.datasets.tables import find_video_files, video_folder
 from pipeline.stage import StageResult, StageSpec, run_cached
+from storage.atomic import atomic_write_json
 from storage.digests import file_digest, json_digest
 from storage.layout import Manifest, expand_path
 from storage.tables import write_table
@@ -31,6 +36,7 @@ STAGE = "ingest"
 MODULES = ["pipeline.ingest", "pipeline.datasets", "storage"]
 VIDEOS_TABLE = "videos.parquet"
 PAIRS_TABLE = "pairs.parquet"
+TASK_FILE = "task.json"
 
 
 def run_ingest(name: str, config: DatasetConfig, artifacts: Path) -> Manifest:
@@ -90,8 +96,21 @@ def _build(name: str, config: DatasetConfig, root: Path, folder: Path) -> StageR
         "splits": _split_counts(tables.videos, tables.pairs),
         "dropped": {reason: int(count) for reason, count in tables.dropped.items()},
     }
+    outputs = {"videos": VIDEOS_TABLE, "pairs": PAIRS_TABLE}
+    if tables.extras:
+        atomic_write_json(folder / TASK_FILE, tables.extras)
+        outputs["task"] = TASK_FILE
+        info["task_facts"] = task_summary(tables.extras)
     log.info("ingest %s: %d videos, %d pairs", name, info["videos"], info["pairs"])
-    return StageResult(outputs={"videos": VIDEOS_TABLE, "pairs": PAIRS_TABLE}, info=info)
+    return StageResult(outputs=outputs, info=info)
+
+
+def task_summary(extras: dict[str, Any]) -> dict[str, Any]:
+    """The task facts for a manifest's info: scalars as they are, lists and objects by length."""
+    return {
+        key: len(value) if isinstance(value, list | tuple | dict) else value
+        for key, value in extras.items()
+    }
 
 
 def annotation_dir(config: DatasetConfig, root: Path) -> Path:

@@ -1,8 +1,11 @@
 """What each training stage minimises (paper §3.4; videoclip-facts §2.2).
 
 Pretraining: VideoCLIP's symmetric NCE over in-batch pairs. Fine-tuning: L = weight · L1 + L2 with
-L2 the task's contrastive loss (text→video for retrieval, video→text for multiple choice) and L1
-FineCo's frame-level loss over the frame selector's logits (absent for the VideoCLIP baseline).
+L2 the task's loss and L1 FineCo's frame-level loss over the frame selector's logits (absent for
+the VideoCLIP baseline). L2 is the contrastive loss `finetune.objective` names (text→video for
+retrieval, video→text for multiple choice) for the tasks "retrieval" and "mc", and for open-ended
+QA ("qa") the cross-entropy of the model's answer head over `[pooled video ; pooled question]`
+against `batch.answers` (questions outside the answer vocabulary, IGNORE_INDEX, are left out).
 Each objective is a closure `(model, batch) -> LossTerms` for the shared loop in `train.py`.
 """
 
@@ -10,6 +13,9 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
+from torch import Tensor
+
+from models.heads import answer_cross_entropy
 from models.losses import (
     PositiveStrategy,
     fineco_frame_loss,
@@ -24,6 +30,7 @@ from pipeline.train import LossTerms
 from pipeline.training_data import Batch
 
 Objective = Callable[[VideoCLIP, Batch], LossTerms]
+TASKS = ("retrieval", "qa", "mc")
 
 
 def pretrain_objective() -> Objective:
@@ -38,30 +45,44 @@ def pretrain_objective() -> Objective:
     return loss
 
 
-def finetune_objective(config: FinetuneConfig) -> Objective:
-    """L2 (t2v or v2t contrastive), plus FineCo's L1 when `config.fineco.enabled`.
+def finetune_objective(config: FinetuneConfig, task: str = "retrieval") -> Objective:
+    """L2 (t2v or v2t contrastive; answer cross-entropy for task "qa"), plus FineCo's L1 when
+    `config.fineco.enabled`. Task "qa" needs a model with an answer head (`attach_answer_head`).
 
     Positives are chosen on detached frame-selector logits; the `random` strategy draws from the
     global torch RNG, which checkpoints restore, so a resumed run draws the same frames.
     """
     fineco = config.fineco
     strategy = PositiveStrategy(kind=fineco.strategy, k=fineco.k, ratio=fineco.ratio)
-    task_loss = t2v_contrastive if config.objective == "t2v" else v2t_contrastive
+    if task not in TASKS:
+        raise ValueError(f"unknown fine-tuning task {task!r}; expected one of {TASKS}")
+    contrastive = t2v_contrastive if config.objective == "t2v" else v2t_contrastive
+
+    def task_loss(model: VideoCLIP, batch: Batch, video: Tensor, text: Tensor) -> Tensor:
+        if task != "qa":
+            return contrastive(video, text)
+        if model.answer_head is None:
+            raise ValueError(
+                "task 'qa' needs a model with an answer head: call "
+                "models.videoclip.attach_answer_head(model, num_answers) before training"
+            )
+        logits = model.answer_head(video, text)  # (B, A)
+        return answer_cross_entropy(logits, batch.answers)
 
     def loss(model: VideoCLIP, batch: Batch) -> LossTerms:
         video = model.encode_video(batch.video, batch.video_mask)
         text = model.encode_text(batch.text_ids, batch.text_mask)
-        task = task_loss(video.pooled, text.pooled)
+        l2 = task_loss(model, batch, video.pooled, text.pooled)
         if not fineco.enabled:
-            return LossTerms(task, {"l2": task.item()})
+            return LossTerms(l2, {"l2": l2.item()})
         logits = model.select_frames(video.frame_hidden, text.pooled)  # (B, K)
         positives = select_positives(
             logits.detach(), batch.video_mask, strategy, batch.true_lengths
         )  # (B, K) bool
         frame = fineco_frame_loss(logits, batch.video_mask, positives)
-        total = fineco.weight * frame.loss + task
+        total = fineco.weight * frame.loss + l2
         parts = {
-            "l2": task.item(),
+            "l2": l2.item(),
             "l1": frame.loss.item(),
             "all_positive_share": frame.all_positive_share,
         }

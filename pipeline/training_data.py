@@ -5,7 +5,8 @@ at most `max_text_tokens` word pieces (VideoCLIP: 61); video the first `min(len,
 seconds of a clip (VideoCLIP: 32), no random crop on downstream data.
 
 - `PairClips`: one item per annotated (clip, caption) pair, for fine-tuning and evaluation
-  (YouCookII segments are integer seconds and the clip is `feat[start:end]`, §2.7).
+  (YouCookII segments are integer seconds and the clip is `feat[start:end]`, §2.7); with the
+  pairs' `answer_index` column (MSR-VTT-QA, MC) as each item's `answer`, else IGNORE_INDEX.
 - `HowToClips`: HowTo100M pretraining, `clips_per_video` overlapped (video span, text span) pairs
   sampled per video and epoch as MMPT's OverlappedAligner does (§2.3), with a random generator
   seeded by (seed, epoch, index) so an epoch can be replayed or resumed exactly.
@@ -26,6 +27,7 @@ from torch import Tensor
 from torch.utils.data import DataLoader, Dataset
 from transformers import PreTrainedTokenizerBase
 
+from models.heads import IGNORE_INDEX
 from pipeline.config import ModelConfig, PretrainConfig
 from storage.features import FeatureStore
 from storage.layout import Manifest
@@ -44,6 +46,7 @@ class ClipItem:
     text_ids: list[int]  # [CLS] t1..tn [SEP]
     true_length: int  # seconds of the clip before truncation to max_video_len
     index: int  # dataset item index
+    answer: int = IGNORE_INDEX  # QA: answer-vocabulary index; MC: correct candidate; else -100
 
 
 @dataclass
@@ -56,6 +59,12 @@ class Batch:
     text_mask: Tensor  # (B, L) bool
     true_lengths: Tensor  # (B,) long, clip seconds before truncation
     index: Tensor  # (B,) long, dataset item indices
+    # (B,) long, ClipItem.answer (IGNORE_INDEX = none); None when built by hand = all IGNORE_INDEX
+    answers: Tensor = None  # type: ignore[assignment]
+
+    def __post_init__(self) -> None:
+        if self.answers is None:
+            self.answers = torch.full_like(self.index, IGNORE_INDEX, dtype=torch.long)
 
     @property
     def size(self) -> int:
@@ -91,7 +100,8 @@ class PairClips(Dataset):
 
     def __init__(
         self,
-        pairs: pd.DataFrame,  # pair_id, video_id, start_s, end_s, text (more columns ignored)
+        pairs: pd.DataFrame,  # pair_id, video_id, start_s, end_s, text, [answer_index] (more
+        # columns ignored)
         features: FeatureStore,
         tokenizer: PreTrainedTokenizerBase,
         max_video_len: int,
@@ -113,6 +123,11 @@ class PairClips(Dataset):
         kept = pairs[known]
         self.pair_ids: list[str] = kept.pair_id.astype(str).tolist()
         self.video_ids: list[str] = kept.video_id.astype(str).tolist()
+        self.answers: list[int] = (
+            kept["answer_index"].astype("int64").tolist()
+            if "answer_index" in kept.columns
+            else [IGNORE_INDEX] * len(kept)
+        )
         self.adjusted: Counter[str] = Counter()  # clips widened to one second, by reason
         self._seconds = [
             self._clip(video_id, start_s, end_s)
@@ -148,7 +163,13 @@ class PairClips(Dataset):
         start, stop = self.clip_seconds(index)
         video = self.features.features(self.video_ids[index], start, stop)  # (k, 512) float16
         true_length = self._seconds[index][1] - self._seconds[index][0]
-        return ClipItem(video.astype(np.float32), self._text_ids[index], true_length, index)
+        return ClipItem(
+            video.astype(np.float32),
+            self._text_ids[index],
+            true_length,
+            index,
+            self.answers[index],
+        )
 
 
 def split_pairs(
@@ -327,7 +348,8 @@ def collate(items: list[ClipItem]) -> Batch:
         text_mask[row, : len(item.text_ids)] = True
     true_lengths = torch.tensor([item.true_length for item in items], dtype=torch.long)  # (B,)
     index = torch.tensor([item.index for item in items], dtype=torch.long)  # (B,)
-    return Batch(video, video_mask, text_ids, text_mask, true_lengths, index)
+    answers = torch.tensor([item.answer for item in items], dtype=torch.long)  # (B,)
+    return Batch(video, video_mask, text_ids, text_mask, true_lengths, index, answers)
 
 
 def _seed_of(seed: int, epoch: int) -> int:

@@ -44,8 +44,8 @@ def test_all_stages_write_their_outputs(first_run: dict) -> None:
     log = first_run["fineco"]["finetune"].output("metrics").read_text().splitlines()
     assert "l1" in json.loads(log[-1])["parts"]
     report = first_run["report"]["report"].output("report").read_text()
-    assert "randomly initialised" in report and "| fineco | no |" in report
-    assert "| baseline | yes |" in report
+    assert "randomly initialised" in report and "| ours: fineco (fixed_k, k=2) | no |" in report
+    assert "| ours: baseline (VideoCLIP, no L1) | yes |" in report
 
 
 def test_second_run_is_all_cache_hits(artifacts: Path, first_run: dict) -> None:

@@ -25,6 +25,25 @@ Formats (reference/videoclip-facts.md §2.7 "MSR-VTT", protocol §2.5):
   `missing_video_file_pairs`); video files no annotation names are counted
   (`unannotated_video_file`).
 
+`load` dispatches on `config.task` (`annotation_files` likewise names the files each task reads):
+
+- "retrieval": the tables above.
+- "qa" (MSR-VTT-QA): `{train,val,test}_qa.json` only. One pair per question, `pair_id =
+  "qa<id>"`, `video_id = "video<N>"`, the whole video, `text` = the question, `split` = the
+  file's split; task columns `answer` (str) and `answer_index` (int64, the answer's index in the
+  vocabulary of the `config.answers` most frequent train answers, IGNORE_INDEX = -100 when out
+  of it). A video asked about in two splits, or a question id used twice, is an AnnotationError.
+  `extras = {"task": "qa", "answers": [vocabulary], "train_coverage", "test_coverage"}`
+  (coverage = share of that split's questions, in the annotation files, whose answer is in the
+  vocabulary; 0.0 for an empty split).
+- "mc" (MSR-VTT multiple choice): the retrieval train pairs (data json + train list) and one
+  test pair per MSR_MC_test.csv row, `pair_id = "mc<row index>"` (0-based, file order), `text` =
+  the correct candidate; task columns `candidates` and `answer_index` (int64, 0-4; -100 on train
+  rows). `candidates` is stored as the JSON text of the list of 5 strings (`"[]"` on train rows;
+  `decode_candidates` turns it back into a list) because parquet round-trips a list column as
+  numpy arrays, and as a null-typed column when every list is empty. An MC video that is also in
+  the train list is an AnnotationError. `extras = {"task": "mc", "candidates": 5}`.
+
 `load_multiple_choice` and `load_qa` parse the MC and QA files into plain DataFrames. Every
 malformed file, record or field raises `AnnotationError` naming the file, record and field.
 """
@@ -32,6 +51,7 @@ malformed file, record or field raises `AnnotationError` naming the file, record
 from __future__ import annotations
 
 import csv
+import json
 import logging
 import re
 from collections import Counter
@@ -67,7 +87,14 @@ QA_SPLITS = ("train", "val", "test")
 MC_CANDIDATES = ("a1", "a2", "a3", "a4", "a5")
 TOP_ANSWERS = 1500  # FineCo / ClipBERT open-ended QA vocabulary size
 
+IGNORE_INDEX = -100  # answer_index of an answer outside the vocabulary (models.heads)
+QA_COLUMNS: dict[str, str] = {"answer": "str", "answer_index": "int64"}
+MC_COLUMNS: dict[str, str] = {"candidates": "str", "answer_index": "int64"}
+
 _MSR_KEY = re.compile(r"msr(\d+)")
+
+# A pair before the tables are built: (pair_id, text, *task column values).
+_Pair = tuple[Any, ...]
 
 
 def annotation_folder(config: DatasetConfig, root: Path) -> Path:
@@ -86,24 +113,30 @@ def train_list_path(folder: Path) -> Path:
 
 
 def annotation_files(config: DatasetConfig, root: Path) -> list[Path]:
-    """Every file whose content decides the tables."""
+    """Every file whose content decides the tables of `config.task`."""
     folder = annotation_folder(config, root)
+    if config.task == "qa":
+        return [folder / f"{split}_qa.json" for split in QA_SPLITS]
+    if config.task == "mc":
+        return [folder / DATA_FILE, train_list_path(folder), folder / MC_FILE]
     return [folder / DATA_FILE, train_list_path(folder), folder / TEST_FILE]
 
 
 def load(config: DatasetConfig, root: Path) -> DatasetTables:
-    """Read and validate the retrieval annotations, match them to video files, build the tables."""
-    data_path, train_path, test_path = annotation_files(config, root)
-    captions = read_sentences(data_path)
-    train_ids = read_train_list(train_path)
-    test_rows = read_jsfusion(test_path)
+    """Read and validate the annotations of `config.task`, match them to video files, build the
+    tables (retrieval, qa or mc; see the module docstring)."""
+    if config.task == "qa":
+        return load_qa_tables(config, root)
+    if config.task == "mc":
+        return load_mc_tables(config, root)
+    return load_retrieval(config, root)
 
-    # video id -> (split, [(pair_id, text)])
-    videos: dict[str, tuple[str, list[tuple[str, str]]]] = {}
-    for video_id in train_ids:
-        pairs = [(f"{video_id}:{sen_id}", text) for sen_id, text in captions.get(video_id, [])]
-        videos[video_id] = ("train", pairs)
-    for row_number, (key, video_id, sentence) in enumerate(test_rows):
+
+def load_retrieval(config: DatasetConfig, root: Path) -> DatasetTables:
+    """The retrieval tables: train-list captions and the JSFusion 1k-A test."""
+    data_path, train_path, test_path = annotation_files(config, root)
+    videos = _train_videos(data_path, train_path)
+    for row_number, (key, video_id, sentence) in enumerate(read_jsfusion(test_path)):
         if video_id in videos and videos[video_id][0] == "train":
             raise AnnotationError(
                 test_path,
@@ -113,7 +146,113 @@ def load(config: DatasetConfig, root: Path) -> DatasetTables:
                 repr(video_id),
             )
         videos.setdefault(video_id, ("test", []))[1].append((key, sentence))
+    return _tables(config, root, videos, {}, {})
 
+
+def load_mc_tables(config: DatasetConfig, root: Path) -> DatasetTables:
+    """Multiple choice: the retrieval train pairs and one test pair per MSR_MC_test.csv row."""
+    data_path, train_path, mc_path = annotation_files(config, root)
+    no_candidates = json.dumps([])
+    videos: dict[str, tuple[str, list[_Pair]]] = {
+        video_id: (split, [(*pair, no_candidates, IGNORE_INDEX) for pair in pairs])
+        for video_id, (split, pairs) in _train_videos(data_path, train_path).items()
+    }
+    table = load_multiple_choice(mc_path)
+    rows = zip(table["video_id"], table["candidates"], table["answer"], strict=True)
+    for index, (video_id, candidates, answer) in enumerate(rows):
+        if video_id in videos and videos[video_id][0] == "train":
+            raise AnnotationError(
+                mc_path,
+                f"row {index + 1} (vid_key 'msr{video_id.removeprefix('video')}')",
+                "vid_key",
+                f"a video not in the train list {train_path.name}",
+                repr(video_id),
+            )
+        pair = (f"mc{index}", candidates[answer], json.dumps(candidates), int(answer))
+        videos.setdefault(video_id, ("test", []))[1].append(pair)
+    extras = {"task": "mc", "candidates": len(MC_CANDIDATES)}
+    return _tables(config, root, videos, MC_COLUMNS, extras)
+
+
+def decode_candidates(value: str) -> list[str]:
+    """The candidate list of an mc pair from its stored `candidates` JSON text (`[]` = none)."""
+    candidates = json.loads(value)
+    if not isinstance(candidates, list) or not all(isinstance(c, str) for c in candidates):
+        raise ValueError(f"candidates {value!r} is not the JSON text of a list of strings")
+    return candidates
+
+
+def load_qa_tables(config: DatasetConfig, root: Path) -> DatasetTables:
+    """MSR-VTT-QA: one pair per question, with its answer's index in the answer vocabulary."""
+    folder = annotation_folder(config, root)
+    table, vocabulary, train_coverage = load_qa(folder, config.answers)
+    index_of = {answer: position for position, answer in enumerate(vocabulary)}
+    videos: dict[str, tuple[str, list[_Pair]]] = {}
+    first_file: dict[str, str] = {}  # pair id -> split of the file that used it first
+    items: Counter[str] = Counter()  # items seen per split (the item index within its file)
+    for qa_id, video_id, question, answer, split in zip(
+        table["id"],
+        table["video_id"],
+        table["question"],
+        table["answer"],
+        table["split"],
+        strict=True,
+    ):
+        path = folder / f"{split}_qa.json"
+        record = f"item {items[split]}"
+        items[split] += 1
+        pair_id = f"qa{qa_id}"
+        if pair_id in first_file:
+            found = f"{qa_id}, also an id in {first_file[pair_id]}_qa.json"
+            raise AnnotationError(path, record, "id", "an id unique across the QA files", found)
+        first_file[pair_id] = split
+        if video_id in videos and videos[video_id][0] != split:
+            found = f"{video_id!r}, a {videos[video_id][0]} video"
+            raise AnnotationError(path, record, "video_id", f"a {split} video", found)
+        pair = (pair_id, question, answer, index_of.get(answer, IGNORE_INDEX))
+        videos.setdefault(video_id, (split, []))[1].append(pair)
+    test_answers = table.loc[table["split"] == "test", "answer"]
+    test_coverage = float(test_answers.isin(index_of).mean()) if len(test_answers) else 0.0
+    log.info(
+        "msrvtt qa %s: %d answers cover %.1f%% of train and %.1f%% of test questions",
+        folder,
+        len(vocabulary),
+        100 * train_coverage,
+        100 * test_coverage,
+    )
+    extras = {
+        "task": "qa",
+        "answers": vocabulary,
+        "train_coverage": float(train_coverage),
+        "test_coverage": test_coverage,
+    }
+    return _tables(config, root, videos, QA_COLUMNS, extras)
+
+
+def _train_videos(data_path: Path, train_path: Path) -> dict[str, tuple[str, list[_Pair]]]:
+    """Every train-list video with its (pair_id "<video>:<sen_id>", caption) pairs."""
+    captions = read_sentences(data_path)
+    return {
+        video_id: (
+            "train",
+            [(f"{video_id}:{sen_id}", text) for sen_id, text in captions.get(video_id, [])],
+        )
+        for video_id in read_train_list(train_path)
+    }
+
+
+def _tables(
+    config: DatasetConfig,
+    root: Path,
+    videos: dict[str, tuple[str, list[_Pair]]],
+    task_dtypes: dict[str, str],
+    extras: dict[str, Any],
+) -> DatasetTables:
+    """Match `videos` (video id -> (split, pairs)) to files, count what is dropped, build tables.
+
+    Each pair is (pair_id, text, *values of the `task_dtypes` columns); every pair covers its
+    whole video.
+    """
     files = find_video_files(video_folder(config, root))
     matched = match_video_files(videos, files)
     dropped: Counter[str] = Counter()
@@ -130,27 +269,33 @@ def load(config: DatasetConfig, root: Path) -> DatasetTables:
     if unannotated:
         dropped["unannotated_video_file"] = unannotated
 
-    columns: dict[str, list[Any]] = {name: [] for name in PAIR_COLUMNS}
+    columns: dict[str, list[Any]] = {name: [] for name in [*PAIR_COLUMNS, *task_dtypes]}
     for video_id in kept:
         split, pairs = videos[video_id]
-        for pair_id, text in pairs:
+        for pair_id, text, *values in pairs:
             columns["pair_id"].append(pair_id)
             columns["video_id"].append(video_id)
             columns["start_s"].append(0.0)
             columns["end_s"].append(WHOLE_VIDEO_END_S)
             columns["text"].append(text)
             columns["split"].append(split)
-    pairs_frame = pairs_table(columns)
+            for name, value in zip(task_dtypes, values, strict=True):
+                columns[name].append(value)
+    pairs_frame = pairs_table(columns, task_dtypes)
     splits = {video_id: videos[video_id][0] for video_id in kept}
     log.info(
-        "msrvtt %s: %d videos, %d pairs, dropped %s",
+        "msrvtt %s (%s): %d videos, %d pairs, dropped %s",
         annotation_folder(config, root),
+        config.task,
         len(kept),
         len(pairs_frame),
         dict(dropped),
     )
     return DatasetTables(
-        videos=videos_table(kept, splits), pairs=pairs_frame, dropped=dict(dropped)
+        videos=videos_table(kept, splits),
+        pairs=pairs_frame,
+        dropped=dict(dropped),
+        extras=extras,
     )
 
 

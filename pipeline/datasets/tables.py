@@ -16,7 +16,7 @@ import math
 import os
 from collections import defaultdict
 from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
 from typing import Any
 
@@ -85,11 +85,14 @@ class AnnotationError(ValueError):
 
 @dataclass(frozen=True)
 class DatasetTables:
-    """What an adapter returns: the two tables and how many records it dropped, by reason."""
+    """What an adapter returns: the two tables, how many records it dropped, by reason, and the
+    task's facts (JSON-able; e.g. MSR-VTT-QA's answer vocabulary), which ingest writes to
+    `task.json` when there are any."""
 
     videos: pd.DataFrame
     pairs: pd.DataFrame
     dropped: dict[str, int]  # e.g. {"missing_video_file": 3}
+    extras: dict[str, Any] = field(default_factory=dict)  # e.g. {"task": "qa", "answers": [...]}
 
     def __post_init__(self) -> None:
         if list(self.videos.columns) != VIDEO_COLUMNS:
