@@ -66,7 +66,8 @@ def test_bad_values_are_rejected_with_the_key(override: str, message: str) -> No
 
 
 def test_unknown_preset_lists_the_presets() -> None:
-    with pytest.raises(ConfigError, match=r"unknown preset 'dmeo'; presets: demo, didemo, .*msrvtt_qa, .*tiny"):
+    expected = r"unknown preset 'dmeo'; presets: demo, didemo, .*msrvtt_qa, .*tiny"
+    with pytest.raises(ConfigError, match=expected):
         load_config("dmeo")
 
 
