@@ -109,12 +109,14 @@ def _common(parser: argparse.ArgumentParser) -> None:
 
 
 def _synth(args: argparse.Namespace, config: Config) -> int:
-    from pipeline.synth import synthesize
+    from pipeline.synth import summary_lines, synthesize
 
     out_dir = expand_path(config.synth.out_dir, artifact_root())
     started = time.perf_counter()
     summary = synthesize(config.synth, out_dir)
-    print(f"synthetic data in {out_dir} ({time.perf_counter() - started:.1f} s): {summary}")
+    print(f"synthetic data in {out_dir} ({time.perf_counter() - started:.1f} s):")
+    for line in summary_lines(summary):
+        print(line)
     return 0
 
 

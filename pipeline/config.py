@@ -332,7 +332,30 @@ def _apply_override(raw: dict[str, Any], override: str) -> None:
         if not isinstance(child, dict):
             raise ConfigError(f"override {override!r}: {part!r} is a value, not a section")
         node = child
-    node[parts[-1]] = yaml.safe_load(text) if text.strip() else ""
+    node[parts[-1]] = OverrideText(text)
+
+
+class OverrideText(str):
+    """An override's value as typed; read as YAML unless the key takes a string.
+
+    So `finetune.optim.amp=off` stays "off" (YAML would read a boolean) and
+    `synth.out_dir={artifacts}/x` stays a path (YAML would read a broken mapping).
+    """
+
+    def parsed(self) -> Any:
+        if not self.strip():
+            return ""
+        try:
+            return yaml.safe_load(str(self))
+        except yaml.YAMLError:
+            return str(self)
+
+
+def _takes_string(hint: Any) -> bool:
+    if hint is str:
+        return True
+    choices = typing.get_args(hint) if typing.get_origin(hint) is Literal else ()
+    return bool(choices) and all(isinstance(choice, str) for choice in choices)
 
 
 def _build(cls: type, data: Any, key: str, source: str) -> Any:
@@ -358,6 +381,8 @@ def _build(cls: type, data: Any, key: str, source: str) -> Any:
 
 
 def _coerce(hint: Any, value: Any, key: str, source: str) -> Any:
+    if isinstance(value, OverrideText):
+        value = str(value) if _takes_string(hint) else value.parsed()
     origin = typing.get_origin(hint)
     if dataclasses.is_dataclass(hint):
         return _build(hint, value, key, source)

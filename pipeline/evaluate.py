@@ -1,10 +1,22 @@
-"""Evaluate stage: text→video retrieval of a fine-tuned model (paper §4.1; videoclip-facts §2.6).
+"""Evaluate stage: one fine-tuned variant under its dataset's protocol (paper §4; videoclip-facts
+§2.6). The protocol follows from the ingest manifest (`info["task"]`, `info["adapter"]`); the
+protocols themselves are in pipeline/evaluate_tasks.py.
 
-Every test pair is one query (its text) and one candidate (its clip); the score matrix is texts ×
-clips of raw dot products, the diagonal is the ground truth. Metrics come tie-safe and in MMPT's
-recipe, each without and with DualSoftmax re-ranking. The frame selector scores every test pair's
-own frames (`frame_scores.h5`); on synthetic data those scores are checked against the seconds
-that truly show the caption's concept (precision@k).
+- retrieval: every test text is a query over the unique test clips (text→video, MSVD's
+  multi-sentence, DiDeMo's paragraph→video), metrics tie-safe and in MMPT's recipe, each without
+  and with DualSoftmax (`ranks.parquet`); DiDeMo adds the 21-moment ranking (`moments`).
+- qa: answer-head accuracy over all questions, out-of-vocabulary answers wrong; mc: the video
+  picks one of its candidate captions. Both write `predictions.parquet`.
+
+For every protocol the frame selector scores each test pair's own frames against its text
+(`frame_scores.h5`); on synthetic data those scores are checked against the seconds that truly
+show the caption's concept (precision@k).
+
+metrics.json keys: task, protocol, variant, dataset, split, queries, s3d_random_init,
+frame_precision, and per task — retrieval: plain, dual_softmax, mmpt, mmpt_dual_softmax (null
+unless every clip has one query), dual_softmax_temperature, videos, moments (DiDeMo only);
+qa: accuracy, questions, out_of_vocabulary_share (0-1), answers; mc: accuracy, questions,
+candidates.
 """
 
 from __future__ import annotations
@@ -17,34 +29,45 @@ from typing import Any
 
 import h5py
 import numpy as np
+import pandas as pd
 import torch
+from transformers import PreTrainedTokenizerBase
 
 from models.frame_selector import frame_probabilities
-from models.videoclip import VideoCLIP
+from models.videoclip import VideoCLIP, attach_answer_head
 from pipeline.bert import build_model, load_tokenizer
 from pipeline.config import EvaluateConfig, ModelConfig
+from pipeline.datasets import didemo
 from pipeline.devices import resolve_device
-from pipeline.metrics import (
-    dual_softmax,
-    frame_precision_at_k,
-    mmpt_retrieval_metrics,
-    query_ranks_table,
-    ranks,
-    retrieval_metrics,
+from pipeline.evaluate_tasks import (
+    TASKS,
+    Answered,
+    answer_logits,
+    candidate_list,
+    evaluate_mc,
+    evaluate_moments,
+    evaluate_qa,
+    evaluate_retrieval,
+    read_answers,
 )
+from pipeline.metrics import frame_precision_at_k, query_ranks_table
 from pipeline.stage import StageResult, StageSpec, run_cached
 from pipeline.synth import GROUND_TRUTH_FILE
 from pipeline.training_data import PairClips, make_loader, split_pairs
 from storage.atomic import atomic_output, atomic_write_json
 from storage.checkpoints import load_weights
+from storage.features import FeatureStore
 from storage.layout import Manifest
-from storage.tables import write_table
+from storage.tables import read_table, write_table
 
 log = logging.getLogger(__name__)
 
 MODULES = (
     "pipeline.evaluate",
+    "pipeline.evaluate_tasks",
     "pipeline.metrics",
+    "pipeline.qa_metrics",
+    "pipeline.datasets",
     "pipeline.training_data",
     "pipeline.bert",
     "pipeline.devices",
@@ -81,28 +104,6 @@ def encode_pairs(
         rows = frame_logits.float().cpu().numpy()
         logits += [row[:length] for row, length in zip(rows, lengths, strict=True)]
     return Encoded(np.concatenate(videos), np.concatenate(texts), logits)
-
-
-@dataclass(frozen=True)
-class Retrieval:
-    metrics: dict[str, Any]
-    ranks: np.ndarray  # (N,) tie-safe rank of each query's clip
-    ranks_dual_softmax: np.ndarray  # (N,) the same after DualSoftmax re-ranking
-
-
-def retrieval_report(scores: np.ndarray, temperature: float) -> Retrieval:
-    """Metrics of a texts × clips score matrix (diagonal = truth), without and with DS."""
-    targets = np.arange(len(scores))
-    reranked = dual_softmax(scores, temperature)
-    plain, rescored = ranks(scores, targets), ranks(reranked, targets)
-    metrics = {
-        "plain": retrieval_metrics(plain),
-        "dual_softmax": retrieval_metrics(rescored),
-        "mmpt": mmpt_retrieval_metrics(scores),
-        "mmpt_dual_softmax": mmpt_retrieval_metrics(reranked),
-        "dual_softmax_temperature": temperature,
-    }
-    return Retrieval(metrics, plain, rescored)
 
 
 def frame_precision(
@@ -149,6 +150,46 @@ def write_frame_scores(path: Path, dataset: PairClips, logits: list[np.ndarray])
         handle["start_s"] = np.array(starts, dtype=np.int64)
 
 
+def split_columns(ingest: Manifest, split: str, pair_ids: list[str]) -> pd.DataFrame:
+    """The `split` rows of ingest's pairs table in the order of `pair_ids` (task columns too)."""
+    pairs = read_table(ingest.output("pairs"))
+    pairs = pairs[pairs.split == split].astype({"pair_id": str}).set_index("pair_id")
+    if not pairs.index.is_unique:
+        raise ValueError(f"{ingest.output('pairs')}: pair ids of split {split!r} are not unique")
+    return pairs.loc[pair_ids]
+
+
+def answer_task(
+    model: VideoCLIP,
+    tokenizer: PreTrainedTokenizerBase,
+    dataset: PairClips,
+    encoded: Encoded,
+    rows: pd.DataFrame,  # the pairs table's rows of `dataset`, in its order
+    vocabulary: list[str] | None,  # QA answers; None = multiple choice
+    model_config: ModelConfig,
+    config: EvaluateConfig,
+    device: torch.device,
+) -> Answered:
+    """QA (with a vocabulary) or multiple choice over the encoded test pairs."""
+    answer_index = np.asarray(dataset.answers, dtype=np.int64)
+    if vocabulary is not None:
+        logits = answer_logits(model, encoded.video, encoded.text, config.batch_size, device)
+        if "answer" in rows.columns:
+            truths = rows["answer"].astype(str).tolist()
+        else:
+            truths = [vocabulary[i] if i >= 0 else None for i in answer_index]
+        return evaluate_qa(
+            logits, answer_index, vocabulary, dataset.pair_ids, dataset.video_ids, truths
+        )
+    if "candidates" not in rows.columns:
+        raise ValueError("evaluate: the mc pairs have no 'candidates' column")
+    candidates = [candidate_list(value) for value in rows["candidates"]]
+    return evaluate_mc(
+        model, tokenizer, encoded.video, candidates, answer_index, dataset.pair_ids,
+        dataset.video_ids, model_config.max_text_tokens, config.batch_size, device,
+    )  # fmt: skip
+
+
 def run_evaluate(
     config: EvaluateConfig,
     variant: str,
@@ -163,18 +204,53 @@ def run_evaluate(
     for name in ("device", "batch_size"):
         section.pop(name)
     spec = StageSpec("evaluate", section, [finetune, ingest, extract], MODULES)
+    task, adapter = ingest.info.get("task", "retrieval"), str(ingest.info.get("adapter", ""))
+    if task not in TASKS:
+        raise ValueError(f"evaluate: task {task!r} of {ingest.path} is not one of {TASKS}")
 
     def build(folder: Path) -> StageResult:
         tokenizer = load_tokenizer(model_config.bert)
         dataset = split_pairs(ingest, extract, config.split, tokenizer, model_config)
-        if len(dataset) < 2:
-            raise ValueError(f"evaluate: {len(dataset)} {config.split!r} pairs; need at least 2")
+        needed = 2 if task == "retrieval" else 1
+        if len(dataset) < needed:
+            raise ValueError(
+                f"evaluate: {len(dataset)} {config.split!r} pairs; need at least {needed}"
+            )
         model, _ = build_model(model_config)
+        vocabulary = read_answers(ingest.output("task")) if task == "qa" else None
+        if vocabulary is not None:  # the head first, so the fine-tuned weights load strictly
+            attach_answer_head(model, len(vocabulary), model_config.answer_hidden)
         load_weights(finetune.output("weights"), model)
-        encoded = encode_pairs(model, dataset, config.batch_size, resolve_device(config.device))
-        scores = encoded.text.astype(np.float64) @ encoded.video.astype(np.float64).T  # (N, N)
-        retrieval = retrieval_report(scores, config.dual_softmax_temperature)
-        metrics = dict(retrieval.metrics)
+        device = resolve_device(config.device)
+        encoded = encode_pairs(model, dataset, config.batch_size, device)
+        metrics: dict[str, Any] = {"task": task}
+        if task == "retrieval":
+            spans = [dataset.clip_seconds(i) for i in range(len(dataset))]
+            retrieval = evaluate_retrieval(
+                encoded.video, encoded.text, dataset.video_ids, spans, adapter,
+                config.dual_softmax_temperature,
+            )  # fmt: skip
+            metrics |= retrieval.metrics
+            if adapter == "didemo":
+                annotations = didemo.moment_annotations(
+                    Path(ingest.info["annotation_dir"]), config.split
+                )
+                metrics["moments"] = evaluate_moments(
+                    model, tokenizer, annotations, FeatureStore(extract.output("index")),
+                    model_config.max_video_len, model_config.max_text_tokens,
+                    config.batch_size, device,
+                )  # fmt: skip
+            table = query_ranks_table(
+                dataset.pair_ids, retrieval.ranks, retrieval.ranks_dual_softmax
+            )
+            table_output = ("ranks", "ranks.parquet")
+        else:
+            rows = split_columns(ingest, config.split, dataset.pair_ids)
+            answered = answer_task(
+                model, tokenizer, dataset, encoded, rows, vocabulary, model_config, config, device
+            )
+            metrics |= answered.metrics
+            table, table_output = answered.predictions, ("predictions", "predictions.parquet")
         truth_path = Path(ingest.info["root"]) / GROUND_TRUTH_FILE
         truth = json.loads(truth_path.read_text()) if truth_path.is_file() else {}
         metrics |= {
@@ -182,22 +258,22 @@ def run_evaluate(
             "dataset": config.dataset,
             "split": config.split,
             "queries": len(dataset),
-            "videos": len(dataset),
             "frame_precision": frame_precision(
                 dataset, encoded.frame_logits, truth, config.precision_k
             ),
             "s3d_random_init": bool(extract.info.get("random_init")),
         }
-        table = query_ranks_table(dataset.pair_ids, retrieval.ranks, retrieval.ranks_dual_softmax)
-        write_table(table, folder / "ranks.parquet")
+        write_table(table, folder / table_output[1])
         write_frame_scores(folder / "frame_scores.h5", dataset, encoded.frame_logits)
         atomic_write_json(folder / "metrics.json", metrics)
-        log.info("evaluate %s: %s", variant, metrics["plain"])
+        headline = "plain" if task == "retrieval" else "accuracy"
+        log.info("evaluate %s (%s): %s", variant, metrics["protocol"], metrics[headline])
         outputs = {
             "metrics": "metrics.json",
-            "ranks": "ranks.parquet",
+            table_output[0]: table_output[1],
             "frame_scores": "frame_scores.h5",
         }
-        return StageResult(outputs=outputs, info={k: metrics[k] for k in ("plain", "variant")})
+        info = {key: metrics[key] for key in ("variant", "task", "protocol", headline)}
+        return StageResult(outputs=outputs, info=info)
 
     return run_cached(artifacts, spec, build)

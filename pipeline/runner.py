@@ -14,7 +14,7 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any, Protocol
 
-from pipeline.config import Config, ConfigError, DatasetConfig
+from pipeline.config import Config, ConfigError, DatasetConfig, OptimConfig
 from pipeline.decode import run_decode
 from pipeline.extract import run_extract
 from pipeline.ingest import run_ingest
@@ -75,9 +75,10 @@ SYNTHETIC_SETS: dict[str, tuple[str, str, str]] = {
 def with_synthetic_data(config: Config) -> Config:
     """The config run on `fineco synth`'s sets in each dataset's own format, offline.
 
-    Every dataset is pointed at the synthetic set of its adapter (its task kept), and the weights
+    Every dataset is pointed at the synthetic set of its adapter (its task kept), the weights
     become the offline defaults: random S3D-G, MiniLM, no VideoCLIP checkpoint (a paper preset
-    names the public weights, which a synthetic run does not need).
+    names the public weights, which a synthetic run does not need), and mixed precision becomes
+    `auto` (the paper's fp16 on a GPU, off on a CPU).
     """
     out_dir = config.synth.out_dir
     datasets = {}
@@ -94,8 +95,15 @@ def with_synthetic_data(config: Config) -> Config:
         datasets=datasets,
         extract=dataclasses.replace(config.extract, weights=""),
         model=dataclasses.replace(config.model, bert="minilm"),
-        finetune=dataclasses.replace(config.finetune, init_checkpoint=""),
+        pretrain=dataclasses.replace(config.pretrain, optim=_auto_amp(config.pretrain.optim)),
+        finetune=dataclasses.replace(
+            config.finetune, init_checkpoint="", optim=_auto_amp(config.finetune.optim)
+        ),
     )
+
+
+def _auto_amp(optim: OptimConfig) -> OptimConfig:
+    return dataclasses.replace(optim, amp="auto")
 
 
 def run_stages(

@@ -11,7 +11,11 @@ Outputs under `out_dir`, in the real file formats (videoclip-facts.md §2.3, §2
   `howto100m/ground_truth.json` {"<id>:<caption index>": {"video_id", "concept", "seconds"}};
 - `youcook2/videos/<id>.mp4`, `youcook2/youcookii_annotations_trainval.json` {"database": ...},
   `youcook2/ground_truth.json` {"<id>_<annotation id>": {...}}, and with `broken_videos`
-  `youcook2/broken.json` {"truncated": [id], "corrupt": [id]}.
+  `youcook2/broken.json` {"truncated": [id], "corrupt": [id]};
+- the short-video sets named in `config.short_sets` (`SHORT_SETS`): `msrvtt/` (synth_msrvtt.py,
+  `short_videos` videos), `msvd/` (synth_msvd.py: MSVD files over the msrvtt videos) and
+  `didemo/` (synth_didemo.py, `didemo_videos` videos of 30 s); each module's docstring gives its
+  files.
 
 Planning (`plan_synth`) is pure and seeded by `random.Random` only; rendering runs one
 single-threaded ffmpeg per video, as many at once as there are CPU cores. A video whose file
@@ -28,9 +32,9 @@ import random
 import re
 import subprocess
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 from pipeline.config import SynthConfig
 from pipeline.synth_concepts import (
@@ -51,12 +55,16 @@ from storage.atomic import (
     remove_stale_temporaries,
 )
 
+if TYPE_CHECKING:  # the short-set modules import this one
+    from pipeline.synth_msrvtt import MsrvttSummary
+
 log = logging.getLogger(__name__)
 
 ID_ALPHABET = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789_-"
 TRUNCATE_SHARE = 0.6  # the truncated video keeps this share of its bytes
 FINGERPRINT_PREFIX = "fineco-synth:"
 GROUND_TRUTH_FILE = "ground_truth.json"  # beside the annotations: relevant seconds per pair
+SHORT_SETS = ("msrvtt", "msvd", "didemo")  # the names `synth.short_sets` may hold, in render order
 
 
 @dataclass(frozen=True)
@@ -116,7 +124,9 @@ class SynthSummary:
     youcook2: DatasetSummary
     broken: Path | None  # youcook2/broken.json, when broken videos were requested
     concepts: tuple[str, ...]
-    total_video_seconds: int
+    total_video_seconds: int  # of every video file written or kept (msvd shares msrvtt's)
+    # The sets of `config.short_sets`, in SHORT_SETS order: name -> its summary.
+    short: dict[str, MsrvttSummary | DatasetSummary] = field(default_factory=dict)
 
 
 def video_id(rng: random.Random, taken: set[str]) -> str:
@@ -254,8 +264,35 @@ def _check(config: SynthConfig) -> None:
             f"need a positive even width and height and fps >= 1 (yuv420p), found "
             f"{config.width}x{config.height} at {config.fps} fps"
         )
+    problems += _short_set_problems(config)
     if problems:
         raise ValueError("synth config: " + "; ".join(problems))
+
+
+def _short_set_problems(config: SynthConfig) -> list[str]:
+    problems = []
+    unknown = [name for name in config.short_sets if name not in SHORT_SETS]
+    if unknown:
+        problems.append(
+            f"synth.short_sets: unknown set(s) {', '.join(map(repr, unknown))}; "
+            f"known: {', '.join(SHORT_SETS)}"
+        )
+    if {"msrvtt", "msvd"} & set(config.short_sets) and not (
+        1 <= config.short_test_videos < config.short_videos
+    ):
+        problems.append(
+            "synth.short_test_videos: need 1 <= short_test_videos < short_videos, found "
+            f"{config.short_test_videos} of {config.short_videos}"
+        )
+    if "didemo" in config.short_sets and not (
+        1 <= config.didemo_test_videos <= config.didemo_videos - 2
+    ):
+        problems.append(
+            "synth.didemo_test_videos: need 1 <= didemo_test_videos <= didemo_videos - 2 "
+            f"(train and val need a video each), found {config.didemo_test_videos} of "
+            f"{config.didemo_videos}"
+        )
+    return problems
 
 
 def ffmpeg_command(plan: VideoPlan, config: SynthConfig, out: Path) -> list[str]:
@@ -376,14 +413,67 @@ def synthesize(config: SynthConfig, out_dir: Path) -> SynthSummary:
     if plan.broken is not None:
         broken_path = youcook_root / "broken.json"
         atomic_write_json(broken_path, plan.broken)
+    short = synthesize_short_sets(config, out_dir)
+    short_seconds = sum(
+        s.video_seconds for name, s in short.items() if not (name == "msvd" and "msrvtt" in short)
+    )
     return SynthSummary(
         out_dir=out_dir,
         howto100m=howto,
         youcook2=youcook,
         broken=broken_path,
         concepts=tuple(CONCEPTS),
-        total_video_seconds=howto.video_seconds + youcook.video_seconds,
+        total_video_seconds=howto.video_seconds + youcook.video_seconds + short_seconds,
+        short=short,
     )
+
+
+def synthesize_short_sets(
+    config: SynthConfig, out_dir: Path
+) -> dict[str, MsrvttSummary | DatasetSummary]:
+    """Render the sets of `config.short_sets` (in SHORT_SETS order) under `out_dir`."""
+    problems = _short_set_problems(config)
+    if problems:
+        raise ValueError("synth config: " + "; ".join(problems))
+    # Imported here: these modules import this one.
+    from pipeline.synth_didemo import synthesize_didemo
+    from pipeline.synth_msrvtt import synthesize_msrvtt
+    from pipeline.synth_msvd import synthesize_msvd
+
+    short_sizes = (config.short_videos, config.short_test_videos)
+    didemo_sizes = (config.didemo_videos, config.didemo_test_videos)
+    summaries: dict[str, MsrvttSummary | DatasetSummary] = {}
+    for name in SHORT_SETS:
+        if name not in config.short_sets:
+            continue
+        if name == "msrvtt":
+            summaries[name] = synthesize_msrvtt(config, out_dir, *short_sizes)
+        elif name == "msvd":
+            summaries[name] = synthesize_msvd(config, out_dir, *short_sizes)
+        else:
+            summaries[name] = synthesize_didemo(config, out_dir, *didemo_sizes)
+    return summaries
+
+
+def summary_lines(summary: SynthSummary) -> list[str]:
+    """One line per dataset: root, videos (rendered/reused), pairs, video-seconds."""
+    sets: dict[str, MsrvttSummary | DatasetSummary] = {
+        "howto100m": summary.howto100m,
+        "youcook2": summary.youcook2,
+        **summary.short,
+    }
+    lines = []
+    for name, s in sets.items():
+        if isinstance(s, DatasetSummary):
+            pairs = f"{s.pairs} pairs"
+        else:  # MsrvttSummary
+            pairs = f"{s.train_pairs} train / {s.test_pairs} test pairs, QA {s.qa}"
+        lines.append(
+            f"{name:>10}  {s.root}: {s.videos} videos ({s.rendered} rendered, {s.reused} reused),"
+            f" {pairs}, {s.video_seconds} video-s"
+        )
+    lines.append(f"{'total':>10}  {summary.total_video_seconds} video-s")
+    return lines
 
 
 def _write_dataset(

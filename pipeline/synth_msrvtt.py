@@ -27,7 +27,7 @@ import csv
 import io
 import logging
 import random
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -74,6 +74,8 @@ class MsrvttPlan:
     test_ids: tuple[str, ...]
     documents: dict[str, Any]  # file name -> JSON document
     tables: dict[str, str]  # file name -> csv text
+    # video id -> its captions in sen_id order, each with the segment it describes (MSVD reuses)
+    captions: dict[str, tuple[tuple[str, Segment], ...]] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
@@ -124,6 +126,11 @@ def plan_short_video(rng: random.Random, vid: str) -> VideoPlan:
         else:
             segments = [Segment(0, total, name, rng.randrange(1000))]
     return VideoPlan(vid, tuple(segments))
+
+
+def val_videos(n_train: int) -> int:
+    """How many of `n_train` training videos (the last ones) form a val split: >= 1 when > 1."""
+    return max(1, round(n_train * VAL_SHARE)) if n_train > 1 else 0
 
 
 def _captions(rng: random.Random, plan: VideoPlan) -> list[tuple[str, Segment]]:
@@ -231,7 +238,7 @@ def plan_msrvtt(config: SynthConfig, videos: int = 12, test_videos: int = 4) -> 
         candidates.insert(answer, text)
         mc.append([f"msr{number}", *candidates, answer])
 
-    n_val = max(1, round(n_train * VAL_SHARE)) if n_train > 1 else 0
+    n_val = val_videos(n_train)
     qa_train = _qa(rng, train[: n_train - n_val], 0)
     qa_val = _qa(rng, train[n_train - n_val :], len(qa_train))
     qa_test = _qa(rng, test, len(qa_train) + len(qa_val))
@@ -250,7 +257,13 @@ def plan_msrvtt(config: SynthConfig, videos: int = 12, test_videos: int = 4) -> 
             ["vid_key", *(f"a{k + 1}" for k in range(MC_CANDIDATES)), "answer"], mc, "\t"
         ),
     }
-    return MsrvttPlan(tuple(plans), tuple(p.video_id for p in test), documents, tables)
+    return MsrvttPlan(
+        tuple(plans),
+        tuple(p.video_id for p in test),
+        documents,
+        tables,
+        {vid: tuple(pairs) for vid, pairs in captions.items()},
+    )
 
 
 def synthesize_msrvtt(
