@@ -76,7 +76,7 @@ def test_flow_runs_caches_and_reruns(harness: Path) -> None:
     assert set(states.values()) == {"Completed"}
     state = fineco(config="tiny", stages=STAGES, return_state=True)  # cached: see its artifacts
     found = _artifacts(state.state_details.flow_run_id)
-    assert ("metrics-fineco", "table", "retrieval, fineco") in found
+    assert ("metrics-fineco", "table", "text_to_video, fineco") in found
     assert any(key == "report" and kind == "markdown" for key, kind, _ in found)
     assert any(kind == "progress" for _, kind, _ in found)
 
