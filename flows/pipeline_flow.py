@@ -35,6 +35,7 @@ from pipeline.runner import (
     parse_stages,
     planned_calls,
     run_stages,
+    with_synthetic_data,
 )
 from storage.layout import Manifest, artifact_root
 
@@ -47,6 +48,7 @@ class _Plan:
 
     config: str  # the flow's `config` parameter (preset or path), passed on to GPU runs
     overrides: list[str]
+    synthetic: bool  # the flow's `synthetic` parameter, passed on to GPU runs
     settings: Config
     artifacts: Path
     rerun: set[str]
@@ -98,6 +100,7 @@ def run_on_gpu_pool(plan: _Plan, stage: str, rerun: bool) -> None:
         "stages": [stage],
         "rerun": [stage] if rerun else [],
         "overrides": [*plan.overrides, "execution.gpu_pool="],  # the pool run stays local
+        "synthetic": plan.synthetic,
     }
     get_run_logger().info("running %s on work pool %s", name, pool)
     flow_run = run_deployment(name, parameters=parameters, timeout=None)
@@ -125,17 +128,26 @@ def fineco(
     stages: list[str] | None = None,
     rerun: list[str] | None = None,
     overrides: list[str] | None = None,
+    synthetic: bool = False,
 ) -> dict[str, dict[str, str]]:
-    """Run the FineCo pipeline; returns the stage folders by group and stage."""
+    """Run the FineCo pipeline; returns the stage folders by group and stage.
+
+    `synthetic`: run the preset on `fineco synth`'s set of each dataset's format with offline
+    weights (as `fineco run --synthetic`).
+    """
     logger = get_run_logger()
     settings = load_config(config, list(overrides or []))
+    if synthetic:
+        settings = with_synthetic_data(settings)
     chosen = parse_stages(stages or STAGES)
     reruns = set(parse_stages(rerun or []))
     artifacts = artifact_root()
     logger.info("config %s, stages %s, rerun %s, artifacts %s", config, chosen, reruns, artifacts)
     total = planned_calls(settings, chosen)
     tracker = ProgressArtifact(f"fineco {settings.name}: {total} stage calls")
-    plan = _Plan(config, list(overrides or []), settings, artifacts, reruns, tracker, total)
+    plan = _Plan(
+        config, list(overrides or []), synthetic, settings, artifacts, reruns, tracker, total
+    )
     with forward_stage_logs():
         results = run_stages(settings, chosen, artifacts, _executor(plan))
     tracker.finish()

@@ -133,5 +133,6 @@ def test_gpu_stages_run_on_the_gpu_pool(harness: Path, monkeypatch: pytest.Monke
     gpu = ["extract", "pretrain", "finetune", "evaluate"]
     assert [name for name, _ in calls] == [f"fineco/{stage}" for stage in gpu]
     assert all(p["overrides"][-1] == "execution.gpu_pool=" for _, p in calls)
+    assert all(p["synthetic"] is False for _, p in calls)
     assert calls[2][1]["rerun"] == ["finetune"] and calls[0][1]["rerun"] == []
     assert states["finetune[fineco]"] == "Cached", states  # the pool's run built it
