@@ -258,6 +258,7 @@ def run_evaluate(
             "dataset": config.dataset,
             "split": config.split,
             "queries": len(dataset),
+            "dropped_pairs": dict(dataset.dropped),  # e.g. {"missing_features": 3}
             "frame_precision": frame_precision(
                 dataset, encoded.frame_logits, truth, config.precision_k
             ),

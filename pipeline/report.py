@@ -203,9 +203,14 @@ def header_markdown(inputs: ReportInputs, metrics: dict[str, dict[str, Any]]) ->
         f"{v}: {m.get('queries')} queries" + (f" × {m['videos']} videos" if m.get("videos") else "")
         for v, m in metrics.items()
     )
+    dropped = {v: m["dropped_pairs"] for v, m in metrics.items() if m.get("dropped_pairs")}
+    dropped_text = "".join(
+        f" {v}: test pairs left out {d} (their videos have no features)."
+        for v, d in dropped.items()
+    )
     return (
         f"# FineCo report — {inputs.config_name} ({date})\n\n{backbone}\n\n"
-        f"Evaluated on **{inputs.dataset}** split **{inputs.split}** ({sizes})."
+        f"Evaluated on **{inputs.dataset}** split **{inputs.split}** ({sizes}).{dropped_text}"
     )
 
 

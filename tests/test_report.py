@@ -301,3 +301,16 @@ def test_training_log_keeps_the_last_entry_of_a_step_and_skips_a_torn_line(
     log = read_training_log(path)
     assert log is not None
     assert log.step.tolist() == [0, 1] and log.loss.tolist() == [3.0, 1.5]
+
+
+def test_report_names_test_pairs_left_out_for_missing_features(
+    inputs: ReportInputs, tmp_path: Path
+) -> None:
+    path = inputs.runs[0].metrics_json
+    document = json.loads(path.read_text())
+    path.write_text(json.dumps({**document, "dropped_pairs": {"missing_features": 3}}))
+    out = tmp_path / "report"
+    write_report(inputs, ReportConfig(strip_pairs=0), out)
+    text = (out / "report.md").read_text()
+    assert "fineco: test pairs left out {'missing_features': 3}" in text
+    assert "baseline: test pairs left out" not in text
