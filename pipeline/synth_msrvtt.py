@@ -16,7 +16,8 @@ Outputs under `<out_dir>/msrvtt`, in the formats pipeline/datasets/msrvtt.py rea
 - `{train,val,test}_qa.json` [{"id", "video_id": N, "question", "answer"}] from the main
   concept's tint and motion (val: the last training videos; test: the test videos);
 - `ground_truth.json` {pair_id: {"video_id", "concept", "seconds"}}, keyed by the adapter's
-  pair ids ("video<N>:<sen_id>" for training pairs, "ret<i>" for JSFusion rows).
+  pair ids ("video<N>:<sen_id>" for training pairs, "ret<i>" for JSFusion rows, "mc<i>" for MC
+  rows and "qa<id>" for questions).
 
 Planning is pure and seeded by `random.Random` only, so a seed gives identical files.
 """
@@ -231,6 +232,7 @@ def plan_msrvtt(config: SynthConfig, videos: int = 12, test_videos: int = 4) -> 
         text = next(t for t, seg in captions[plan.video_id] if seg == main)
         jsfusion.append([f"ret{i}", f"msr{number}", plan.video_id, text])
         truth[f"ret{i}"] = _truth(plan, main)
+        truth[f"mc{i}"] = _truth(plan, main)  # the MC test pair's text is the true caption
         shown = {seg.concept for seg in plan.concept_segments()}
         others = rng.sample(sorted(set(CONCEPTS) - shown), MC_CANDIDATES - 1)
         candidates = [describe(rng, CONCEPTS[name]) for name in others]
@@ -242,6 +244,10 @@ def plan_msrvtt(config: SynthConfig, videos: int = 12, test_videos: int = 4) -> 
     qa_train = _qa(rng, train[: n_train - n_val], 0)
     qa_val = _qa(rng, train[n_train - n_val :], len(qa_train))
     qa_test = _qa(rng, test, len(qa_train) + len(qa_val))
+    by_number = {int(p.video_id.removeprefix("video")): p for p in plans}
+    for item in qa_train + qa_val + qa_test:  # every question asks about the main concept
+        plan = by_number[item["video_id"]]
+        truth[f"qa{item['id']}"] = _truth(plan, main_segment(plan))
 
     documents = {
         "MSRVTT_data.json": {"videos": video_rows, "sentences": sentences},

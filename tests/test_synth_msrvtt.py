@@ -48,7 +48,8 @@ def test_adapter_loads_the_set(synth: MsrvttSummary) -> None:
     assert set(test["pair_id"]) == {f"ret{i}" for i in range(TEST_VIDEOS)}
     assert set(test["video_id"]) == {f"video{n}" for n in range(n_train, VIDEOS)}
     truth = json.loads((synth.root / "ground_truth.json").read_text())
-    assert set(truth) == set(pairs["pair_id"])
+    retrieval_truth = {key for key in truth if not key.startswith(("mc", "qa"))}
+    assert retrieval_truth == set(pairs["pair_id"])
     for pair_id, video in zip(pairs["pair_id"], pairs["video_id"], strict=True):
         assert truth[pair_id]["video_id"] == video
         assert truth[pair_id]["concept"] in CONCEPTS
@@ -122,3 +123,19 @@ def test_rerun_reuses_the_videos(synth: MsrvttSummary) -> None:
 def test_bad_sizes_are_refused(tmp_path: Path) -> None:
     with pytest.raises(ValueError, match="test_videos"):
         plan_msrvtt(TINY, 3, 3)
+
+
+def test_ground_truth_covers_mc_rows_and_questions() -> None:
+    from pipeline.config import SynthConfig
+    from pipeline.synth_msrvtt import plan_msrvtt
+
+    plan = plan_msrvtt(SynthConfig(), videos=6, test_videos=2)
+    truth = plan.documents["ground_truth.json"]
+    questions = [
+        item for split in ("train", "val", "test") for item in plan.documents[f"{split}_qa.json"]
+    ]
+    assert {f"mc{i}" for i in range(2)} <= set(truth)
+    assert {f"qa{item['id']}" for item in questions} <= set(truth)
+    for item in questions:
+        assert truth[f"qa{item['id']}"]["video_id"] == f"video{item['video_id']}"
+    assert truth["mc0"] == truth["ret0"]
