@@ -26,6 +26,7 @@ from models.s3dg import S3D, calibrate_batch_norm
 from pipeline.config import ExtractConfig
 from pipeline.devices import resolve_device
 from storage.digests import file_digest
+from storage.layout import artifact_root, expand_path
 
 log = logging.getLogger(__name__)
 
@@ -63,10 +64,18 @@ def weights_identity(config: ExtractConfig, frames: int, size: int) -> dict[str,
     if not config.weights:
         calibration = {**CALIBRATION, "frames": frames, "size": size}
         return {"random_init": True, "seed": config.init_seed, "calibration": calibration}
-    path = Path(config.weights).expanduser()
-    if not path.is_file():
-        raise WeightsError(f"extract.weights: S3D weights file {path} does not exist")
+    path = weights_path(config)
     return {"random_init": False, "path": str(path), "sha256": file_digest(path)}
+
+
+def weights_path(config: ExtractConfig) -> Path:
+    """`extract.weights` with `{artifacts}` (= $FINECO_ARTIFACTS) expanded; it must exist."""
+    path = expand_path(config.weights, artifact_root())
+    if not path.is_file():
+        raise WeightsError(
+            f"extract.weights = {config.weights!r}: S3D weights file {path} does not exist"
+        )
+    return path
 
 
 def load_backbone(config: ExtractConfig, identity: dict[str, Any]) -> Backbone:

@@ -51,7 +51,7 @@ def resolve_bert(name: str, *, need_weights: bool = True) -> Path:
         directory = expand_path(name, artifact_root())
     if not directory.is_dir():
         raise FileNotFoundError(
-            f"BERT checkpoint {name!r}: {directory} is not a directory. Give a local Hugging Face "
+            f"model.bert = {name!r}: {directory} is not a directory. Give a local Hugging Face "
             f"BERT directory (config.json, weights, vocab.txt) or {MINILM!r}; nothing is "
             f"downloaded."
         )
@@ -64,7 +64,8 @@ def resolve_bert(name: str, *, need_weights: bool = True) -> Path:
         missing.append("vocabulary (" + " or ".join(VOCAB_FILES) + ")")
     if missing:
         raise FileNotFoundError(
-            f"BERT checkpoint directory {directory} is missing: " + ", ".join(missing)
+            f"model.bert = {name!r}: BERT checkpoint directory {directory} is missing: "
+            + ", ".join(missing)
         )
     return directory
 

@@ -113,12 +113,30 @@ def run_stages(
     if not config.datasets:
         raise ConfigError(f"config {config.name!r} names no datasets")
     last = max(STAGES.index(stage) for stage in stages)
+    check_weight_files(config, last, artifacts)
     results: Results = {}
     for name in _front_end_datasets(config, last):
         results[name] = run_front_end(config, name, STAGES[min(last, 2)], artifacts, execute)
     if last >= STAGES.index("pretrain"):
         _run_learning(config, STAGES[last], artifacts, results, execute)
     return results
+
+
+def check_weight_files(config: Config, last: int, artifacts: Path) -> None:
+    """Fail before any work when a weight file the requested stages need is missing, rather
+    than after hours of decoding and extraction (each error names its config key)."""
+    if last >= STAGES.index("extract") and config.extract.weights:
+        from pipeline.backbone import weights_path
+
+        weights_path(config.extract)
+    if last >= STAGES.index("pretrain"):
+        from pipeline.bert import resolve_bert
+
+        resolve_bert(config.model.bert, need_weights=not config.model.random_init)
+    if last >= STAGES.index("finetune"):
+        from pipeline.finetune import init_checkpoint_path
+
+        init_checkpoint_path(config.finetune, artifacts)
 
 
 def planned_calls(config: Config, stages: Sequence[str]) -> int:

@@ -104,3 +104,19 @@ def test_paper_values_survive_in_the_presets() -> None:
     for name in ("youcook2_fineco_256", "msrvtt_1k", "msvd", "didemo", "msrvtt_qa"):
         optim = load_config(name).finetune.optim
         assert (optim.lr, optim.warmup_steps, optim.epochs, optim.amp) == (5e-5, 1000, 15, "fp16")
+
+
+def test_missing_weights_of_a_real_data_preset_fail_before_any_work(tmp_path: Path) -> None:
+    """A paper preset without the public weights on disk stops at once, naming the key."""
+    from pipeline.backbone import WeightsError
+
+    config = load_config("msrvtt_qa", [f"datasets.msrvtt_qa.root={tmp_path}"])
+    with pytest.raises(WeightsError, match=r"extract.weights = '\{artifacts\}/weights/s3d"):
+        run_stages(config, STAGES, tmp_path / "artifacts")
+    config = load_config("msrvtt_qa", ["extract.weights=", "model.bert=minilm"])
+    with pytest.raises(FileNotFoundError, match=r"finetune\.init_checkpoint"):
+        run_stages(config, STAGES, tmp_path / "artifacts")
+    config = load_config("msrvtt_qa", ["extract.weights="])
+    with pytest.raises(FileNotFoundError, match=r"model.bert = '\{artifacts\}/weights/bert"):
+        run_stages(config, STAGES, tmp_path / "artifacts")
+    assert not (tmp_path / "artifacts").exists()  # nothing ran
