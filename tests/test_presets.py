@@ -52,6 +52,8 @@ PAPER_PRESETS = {  # preset -> (task, protocol, the paper table its report shows
     "msrvtt_qa": ("qa", "qa", "Table 5: MSR-VTT QA"),
     "msrvtt_mc": ("mc", "mc", "Table 8: MSR-VTT multiple choice"),
     "msrvtt_mc_table7": ("mc", "mc", "Table 7: number of positive frames"),
+    "msrvtt_qa_table7": ("qa", "qa", "Table 7: number of positive frames"),
+    "youcook2_table6": ("retrieval", "text_to_video", "Table 6: positive-frame strategies"),
 }
 
 
