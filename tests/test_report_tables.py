@@ -59,7 +59,16 @@ def test_didemo_reports_both_protocols_and_says_which_is_which() -> None:
 
 def test_qa_table_and_table7_sweep() -> None:
     runs = [
-        Run("fineco", fineco("fixed_k", 20), {"task": "qa", "protocol": "qa", "accuracy": 40.0}),
+        Run(
+            "fineco",
+            fineco("fixed_k", 20),
+            {
+                "protocol": "qa",
+                "accuracy": 40.0,
+                "answers": 1500,
+                "out_of_vocabulary_share": 0.0625,
+            },
+        ),
         Run("fineco-fixed_k-k1", fineco("fixed_k", 1), {"protocol": "qa", "accuracy": 30.04}),
         Run("baseline", OFF, {"task": "qa", "protocol": "qa", "accuracy": 35.0}),
     ]
@@ -67,6 +76,7 @@ def test_qa_table_and_table7_sweep() -> None:
     assert "Table 5: MSR-VTT QA (open-ended, 1500 answers)" in text
     assert "| VideoCLIP (paper) | 35.9 |" in text and "| FineCo (paper) | 37.4 |" in text
     assert "| ours: fineco-fixed_k-k1 (fixed_k, k=1) | 30.0 |" in text
+    assert "Answer vocabulary: 1500 answers; 93.8% of the test questions" in text
     sweep = sweep_markdown("msrvtt", "qa", runs).splitlines()
     assert sweep[0] == "## Ablation — Table 7: number of positive frames"
     assert "| fineco | 20 | 37.4 | 40.0 |" in sweep
