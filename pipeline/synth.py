@@ -383,8 +383,9 @@ def render(plan: VideoPlan, config: SynthConfig, path: Path) -> bool:
     return True
 
 
-def _render_all(plans: list[tuple[VideoPlan, Path]], config: SynthConfig) -> list[bool]:
-    # Threads only wait on ffmpeg; each ffmpeg runs single-threaded, one per CPU core.
+def render_all(plans: list[tuple[VideoPlan, Path]], config: SynthConfig) -> list[bool]:
+    """Render (plan, file) jobs, one single-threaded ffmpeg per CPU core (the threads only wait
+    on ffmpeg); True where a file was written, False where a matching one was kept."""
     with ThreadPoolExecutor(max_workers=os.cpu_count() or 1) as pool:
         return list(pool.map(lambda item: render(item[0], config, item[1]), plans))
 
@@ -398,7 +399,7 @@ def synthesize(config: SynthConfig, out_dir: Path) -> SynthSummary:
     for root in (howto_root, youcook_root):
         (root / "videos").mkdir(parents=True, exist_ok=True)
         remove_stale_temporaries(root / "videos")
-    written = _render_all(jobs, config)
+    written = render_all(jobs, config)
     n_howto = len(plan.howto_videos)
 
     howto = _write_dataset(

@@ -38,8 +38,8 @@ from pipeline.synth import (
     DatasetSummary,
     Segment,
     VideoPlan,
-    _render_all,  # private: synth.py's parallel renderer (one single-threaded ffmpeg per core)
     describe,
+    render_all,
 )
 from pipeline.synth_concepts import CONCEPTS
 from storage.atomic import atomic_write_json, remove_stale_temporaries
@@ -170,7 +170,7 @@ def synthesize_didemo(
     root = out_dir / DATASET_DIR
     (root / "videos").mkdir(parents=True, exist_ok=True)
     remove_stale_temporaries(root / "videos")
-    written = _render_all([(p, root / "videos" / f"{p.video_id}.mp4") for p in plan.videos], config)
+    written = render_all([(p, root / "videos" / f"{p.video_id}.mp4") for p in plan.videos], config)
     for name, document in plan.documents.items():
         atomic_write_json(root / name, document)
     atomic_write_json(root / GROUND_TRUTH_FILE, plan.ground_truth)

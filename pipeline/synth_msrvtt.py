@@ -38,8 +38,8 @@ from pipeline.synth import (
     GROUND_TRUTH_FILE,
     Segment,
     VideoPlan,
-    _render_all,  # private: synth.py's parallel renderer (one single-threaded ffmpeg per core)
     describe,
+    render_all,
 )
 from pipeline.synth_concepts import CONCEPTS, MOTIONS, TINTS
 from storage.atomic import atomic_write_json, atomic_write_text, remove_stale_temporaries
@@ -280,7 +280,7 @@ def synthesize_msrvtt(
     root = out_dir / DATASET_DIR
     (root / "videos").mkdir(parents=True, exist_ok=True)
     remove_stale_temporaries(root / "videos")
-    written = _render_all([(p, root / "videos" / f"{p.video_id}.mp4") for p in plan.videos], config)
+    written = render_all([(p, root / "videos" / f"{p.video_id}.mp4") for p in plan.videos], config)
     for name, document in plan.documents.items():
         atomic_write_json(root / name, document)
     for name, text in plan.tables.items():

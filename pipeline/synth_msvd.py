@@ -33,7 +33,7 @@ from pipeline.synth import (
     GROUND_TRUTH_FILE,
     DatasetSummary,
     VideoPlan,
-    _render_all,  # private: synth.py's parallel renderer (one single-threaded ffmpeg per core)
+    render_all,
 )
 from pipeline.synth_msrvtt import DATASET_DIR as MSRVTT_DIR
 from pipeline.synth_msrvtt import plan_msrvtt, val_videos
@@ -100,7 +100,7 @@ def synthesize_msvd(
     video_dir = out_dir / MSRVTT_DIR / "videos"  # = root / VIDEOS
     video_dir.mkdir(parents=True, exist_ok=True)
     remove_stale_temporaries(video_dir)
-    written = _render_all([(p, video_dir / f"{p.video_id}.mp4") for p in plan.videos], config)
+    written = render_all([(p, video_dir / f"{p.video_id}.mp4") for p in plan.videos], config)
     annotations = root / ANNOTATION_FILE
     atomic_write_bytes(annotations, pickle.dumps(plan.captions, protocol=4))
     for split in SPLITS:
