@@ -31,6 +31,7 @@ import os
 import random
 import re
 import subprocess
+from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -388,6 +389,14 @@ def render_all(plans: list[tuple[VideoPlan, Path]], config: SynthConfig) -> list
     on ffmpeg); True where a file was written, False where a matching one was kept."""
     with ThreadPoolExecutor(max_workers=os.cpu_count() or 1) as pool:
         return list(pool.map(lambda item: render(item[0], config, item[1]), plans))
+
+
+def render_into(plans: Sequence[VideoPlan], video_dir: Path, config: SynthConfig) -> list[bool]:
+    """Render each plan to `<video_dir>/<video_id>.mp4` (the folder made, stale temporaries of an
+    interrupted run removed); True where a file was written, False where a matching one was kept."""
+    video_dir.mkdir(parents=True, exist_ok=True)
+    remove_stale_temporaries(video_dir)
+    return render_all([(p, video_dir / f"{p.video_id}.mp4") for p in plans], config)
 
 
 def synthesize(config: SynthConfig, out_dir: Path) -> SynthSummary:

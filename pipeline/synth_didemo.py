@@ -39,10 +39,10 @@ from pipeline.synth import (
     Segment,
     VideoPlan,
     describe,
-    render_all,
+    render_into,
 )
 from pipeline.synth_concepts import CONCEPTS
-from storage.atomic import atomic_write_json, remove_stale_temporaries
+from storage.atomic import atomic_write_json
 
 log = logging.getLogger(__name__)
 
@@ -168,9 +168,7 @@ def synthesize_didemo(
     """Render the DiDeMo-format set into `<out_dir>/didemo` and write its annotation files."""
     plan = plan_didemo(config, videos, test_videos)
     root = out_dir / DATASET_DIR
-    (root / "videos").mkdir(parents=True, exist_ok=True)
-    remove_stale_temporaries(root / "videos")
-    written = render_all([(p, root / "videos" / f"{p.video_id}.mp4") for p in plan.videos], config)
+    written = render_into(plan.videos, root / "videos", config)
     for name, document in plan.documents.items():
         atomic_write_json(root / name, document)
     atomic_write_json(root / GROUND_TRUTH_FILE, plan.ground_truth)

@@ -39,10 +39,10 @@ from pipeline.synth import (
     Segment,
     VideoPlan,
     describe,
-    render_all,
+    render_into,
 )
 from pipeline.synth_concepts import CONCEPTS, MOTIONS, TINTS
-from storage.atomic import atomic_write_json, atomic_write_text, remove_stale_temporaries
+from storage.atomic import atomic_write_json, atomic_write_text
 
 log = logging.getLogger(__name__)
 
@@ -278,9 +278,7 @@ def synthesize_msrvtt(
     """Render the MSR-VTT-format set into `<out_dir>/msrvtt` and write its annotation files."""
     plan = plan_msrvtt(config, videos, test_videos)
     root = out_dir / DATASET_DIR
-    (root / "videos").mkdir(parents=True, exist_ok=True)
-    remove_stale_temporaries(root / "videos")
-    written = render_all([(p, root / "videos" / f"{p.video_id}.mp4") for p in plan.videos], config)
+    written = render_into(plan.videos, root / "videos", config)
     for name, document in plan.documents.items():
         atomic_write_json(root / name, document)
     for name, text in plan.tables.items():

@@ -33,7 +33,7 @@ from pipeline.synth import (
     GROUND_TRUTH_FILE,
     DatasetSummary,
     VideoPlan,
-    render_all,
+    render_into,
 )
 from pipeline.synth_msrvtt import DATASET_DIR as MSRVTT_DIR
 from pipeline.synth_msrvtt import plan_msrvtt, val_videos
@@ -41,7 +41,6 @@ from storage.atomic import (
     atomic_write_bytes,
     atomic_write_json,
     atomic_write_text,
-    remove_stale_temporaries,
 )
 
 log = logging.getLogger(__name__)
@@ -98,9 +97,7 @@ def synthesize_msvd(
     plan = plan_msvd(config, videos, test_videos)
     root = out_dir / DATASET_DIR
     video_dir = out_dir / MSRVTT_DIR / "videos"  # = root / VIDEOS
-    video_dir.mkdir(parents=True, exist_ok=True)
-    remove_stale_temporaries(video_dir)
-    written = render_all([(p, video_dir / f"{p.video_id}.mp4") for p in plan.videos], config)
+    written = render_into(plan.videos, video_dir, config)
     annotations = root / ANNOTATION_FILE
     atomic_write_bytes(annotations, pickle.dumps(plan.captions, protocol=4))
     for split in SPLITS:
