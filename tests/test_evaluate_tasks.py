@@ -16,12 +16,14 @@ import pandas as pd
 import pytest
 import torch
 from safetensors.torch import load_file, save_model
+from tiny_model import FEATURE_DIM as DIM
+from tiny_model import TINY_MODEL as MODEL
 
 from models.text_encoder import TextEncoderOutput
 from models.video_encoder import VideoEncoderOutput
 from models.videoclip import attach_answer_head
 from pipeline.bert import build_model, load_tokenizer
-from pipeline.config import EvaluateConfig, ModelConfig
+from pipeline.config import EvaluateConfig
 from pipeline.datasets import didemo
 from pipeline.evaluate import run_evaluate
 from pipeline.evaluate_tasks import (
@@ -39,17 +41,6 @@ from storage.layout import Manifest
 from storage.shards import FeatureShardWriter
 from storage.tables import read_table, write_table
 
-DIM = 512
-MODEL = ModelConfig(
-    random_init=True,
-    random_hidden=32,
-    random_layers=2,
-    random_heads=2,
-    random_intermediate=37,
-    video_layers=1,
-    max_video_len=8,
-    max_text_tokens=16,
-)
 EVALUATE = EvaluateConfig(dataset="hand", split="test", batch_size=3, device="cpu")
 COMMON_KEYS = {
     "task", "protocol", "variant", "dataset", "split", "queries", "s3d_random_init",

@@ -14,6 +14,8 @@ import pandas as pd
 import pytest
 import torch
 from safetensors.torch import load_file
+from tiny_model import FEATURE_DIM as DIM
+from tiny_model import TINY_MODEL as MODEL
 
 from models.videoclip import attach_answer_head
 from pipeline.bert import build_model
@@ -21,7 +23,6 @@ from pipeline.config import (
     DatasetConfig,
     FinecoConfig,
     FinetuneConfig,
-    ModelConfig,
     OptimConfig,
 )
 from pipeline.datasets import msrvtt
@@ -36,18 +37,6 @@ from storage.features import FeatureStore
 from storage.layout import Manifest
 from storage.shards import FeatureShardWriter
 from storage.tables import read_table, write_table
-
-DIM = 512
-MODEL = ModelConfig(
-    random_init=True,
-    random_hidden=32,
-    random_layers=2,
-    random_heads=2,
-    random_intermediate=37,
-    video_layers=1,
-    max_video_len=8,
-    max_text_tokens=16,
-)
 
 
 def write_json(path: Path, data: Any) -> Path:
