@@ -19,6 +19,8 @@ from typing import Any, Literal
 import yaml
 
 PRESET_DIR = Path(__file__).parent / "configs"
+Task = Literal["retrieval", "qa", "mc"]  # a dataset's task: its pairs table and evaluation
+TASKS: tuple[str, ...] = typing.get_args(Task)
 
 
 class ConfigError(ValueError):
@@ -37,7 +39,7 @@ class DatasetConfig:
     # What the pairs are for (msrvtt only offers qa and mc): retrieval = caption pairs; qa =
     # MSR-VTT-QA questions with an answer-vocabulary index; mc = retrieval training pairs and
     # MSR_MC_test.csv rows (5 candidate captions) as the test split.
-    task: Literal["retrieval", "qa", "mc"] = "retrieval"
+    task: Task = "retrieval"
     answers: int = 1500  # qa: answer vocabulary = this many most frequent train answers
 
     def __post_init__(self) -> None:

@@ -36,11 +36,10 @@ from transformers import PreTrainedTokenizerBase
 from models.frame_selector import frame_probabilities
 from models.videoclip import VideoCLIP, attach_answer_head
 from pipeline.bert import build_model, load_tokenizer
-from pipeline.config import EvaluateConfig, ModelConfig
+from pipeline.config import TASKS, EvaluateConfig, ModelConfig
 from pipeline.datasets import didemo
 from pipeline.devices import resolve_device
 from pipeline.evaluate_tasks import (
-    TASKS,
     Answered,
     answer_logits,
     candidate_list,

@@ -40,7 +40,6 @@ from storage.features import FeatureStore
 
 log = logging.getLogger(__name__)
 
-TASKS = ("retrieval", "qa", "mc")
 MOMENT_SECONDS = didemo.N_CHUNKS * didemo.CHUNK_S  # DiDeMo videos are truncated to 30 s
 
 

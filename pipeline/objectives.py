@@ -25,12 +25,11 @@ from models.losses import (
     v2t_contrastive,
 )
 from models.videoclip import VideoCLIP
-from pipeline.config import FinetuneConfig
+from pipeline.config import TASKS, FinetuneConfig
 from pipeline.train import LossTerms
 from pipeline.training_data import Batch
 
 Objective = Callable[[VideoCLIP, Batch], LossTerms]
-TASKS = ("retrieval", "qa", "mc")
 
 
 def pretrain_objective() -> Objective:
