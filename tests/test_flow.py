@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import os
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from types import SimpleNamespace
@@ -39,13 +40,22 @@ def harness(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
         os.environ["FINECO_ARTIFACTS"] = previous
 
 
-def _task_states(flow_run_id: object) -> dict[str, str]:
+def _task_states(flow_run_id: object, wait_s: float = 30.0) -> dict[str, str]:
+    """Stage task states of a finished flow run. Prefect 3 records task-run states from events,
+    after the flow returns, so a last task can still read `Running`: poll (bounded) until every
+    state is final."""
+
     async def read() -> dict[str, str]:
+        deadline = time.monotonic() + wait_s
         async with get_client() as client:
-            runs = await client.read_task_runs(
-                flow_run_filter=FlowRunFilter(id=FlowRunFilterId(any_=[flow_run_id]))
-            )
-        return {run.name: run.state.name for run in runs if "[" in run.name}
+            while True:
+                runs = await client.read_task_runs(
+                    flow_run_filter=FlowRunFilter(id=FlowRunFilterId(any_=[flow_run_id]))
+                )
+                runs = [run for run in runs if "[" in run.name]
+                if all(run.state.is_final() for run in runs) or time.monotonic() > deadline:
+                    return {run.name: run.state.name for run in runs}
+                await asyncio.sleep(0.2)
 
     return asyncio.run(read())
 
