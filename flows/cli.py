@@ -18,7 +18,8 @@ import time
 from collections.abc import Sequence
 from pathlib import Path
 
-from pipeline.config import Config, ConfigError, load_config
+from pipeline.config import Config, ConfigError
+from pipeline.config.loading import load_config
 from storage.layout import artifact_root, expand_path
 
 log = logging.getLogger("fineco")
@@ -109,7 +110,7 @@ def _common(parser: argparse.ArgumentParser) -> None:
 
 
 def _synth(args: argparse.Namespace, config: Config) -> int:
-    from pipeline.synth import summary_lines, synthesize
+    from pipeline.synth.sets import summary_lines, synthesize
 
     out_dir = expand_path(config.synth.out_dir, artifact_root())
     started = time.perf_counter()
@@ -189,18 +190,18 @@ def _facts(info: dict) -> str:
 
 
 def _bench(args: argparse.Namespace, config: Config) -> int:
-    from pipeline import bench
-
     if args.what == "decode":
+        from pipeline.bench.decode import bench_decode, format_bench, make_bench_video
+
         video = args.video
         if video is None:  # a realistic stand-in: 360p30 h264 with noise, rendered once
             video = artifact_root() / "bench" / f"testsrc2-{args.seconds}s-640x360.mp4"
             if not video.is_file():
-                bench.make_bench_video(video, args.seconds, 640, 360, 30)
-        print(bench.format_bench(bench.bench_decode(video, config.decode, args.repeats)))
+                make_bench_video(video, args.seconds, 640, 360, 30)
+        print(format_bench(bench_decode(video, config.decode, args.repeats)))
         return 0
     if args.what == "train":
-        from pipeline.bench_train import (
+        from pipeline.bench.train import (
             TrainSetting,
             bench_train,
             format_train_bench,
@@ -212,12 +213,14 @@ def _bench(args: argparse.Namespace, config: Config) -> int:
         result = bench_train(settings, config.finetune, args.steps, args.repeats)
         print(format_train_bench(result))
         return 0
+    from pipeline.bench.extract import bench_extract, format_extract_bench
+
     settings = [(config.decode.frames_per_second, config.decode.size)]
     settings += [] if args.demo_only else [PAPER_CLIP]
-    result = bench.bench_extract(
+    result = bench_extract(
         config.extract, list(dict.fromkeys(settings)), args.seconds, args.repeats
     )
-    print(bench.format_extract_bench(result))
+    print(format_extract_bench(result))
     return 0
 
 

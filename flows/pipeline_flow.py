@@ -19,15 +19,11 @@ from typing import Any
 from prefect import flow, get_client, get_run_logger
 from prefect.deployments import run_deployment
 
-from flows.dashboard import (
-    ProgressArtifact,
-    forward_stage_logs,
-    metrics_rows,
-    publish_markdown,
-    publish_table,
-)
+from flows.artifacts import ProgressArtifact, metrics_rows, publish_markdown, publish_table
+from flows.stage_logs import forward_stage_logs
 from flows.tasks import bound_stage_task, decode_shards_as_tasks, extract_shards_as_tasks
-from pipeline.config import Config, ConfigError, load_config
+from pipeline.config import Config, ConfigError
+from pipeline.config.loading import load_config
 from pipeline.runner import (
     STAGES,
     Results,

@@ -24,7 +24,8 @@ from prefect.context import TaskRunContext
 from prefect.task_runners import ThreadPoolTaskRunner
 from prefect.tasks import exponential_backoff
 
-from flows.dashboard import ProgressArtifact, gpu_telemetry
+from flows.artifacts import ProgressArtifact
+from flows.telemetry import gpu_telemetry
 from pipeline.config import DecodeConfig
 from pipeline.decode import DecodeTask, decode_shard
 from pipeline.extract import ShardWork

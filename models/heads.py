@@ -67,7 +67,7 @@ def answer_cross_entropy(
     """Cross-entropy over in-vocabulary rows; 0 (still differentiable) if every row is ignored.
 
     Questions whose answer is not among the A answers cannot be learned by a classifier, so they
-    are excluded from the loss (they still count as wrong in `pipeline.qa_metrics.qa_accuracy`).
+    are excluded from the loss (they still count as wrong in the evaluation's QA accuracy).
     """
     if logits.dim() != 2 or answers.shape != logits.shape[:1]:
         raise ValueError(

@@ -27,8 +27,8 @@ import pandas as pd
 
 from pipeline import progress
 from pipeline.config import DecodeConfig, section_dict
-from pipeline.decoders import ClipWriter, decode_video
 from pipeline.stage import StageResult, StageSpec, run_cached
+from pipeline.video.decoders import ClipWriter, decode_video
 from storage.digests import code_digest, json_digest
 from storage.layout import Manifest, cache_key
 from storage.pool import ShardPool, ShardRecord, chunk
@@ -37,7 +37,7 @@ from storage.tables import read_table, write_table
 
 log = logging.getLogger(__name__)
 
-MODULES = ("pipeline.decode", "pipeline.decoders", "pipeline.probe", "storage")
+MODULES = ("pipeline.decode", "pipeline.video.decoders", "pipeline.video.probe", "storage")
 # Fields that change the decoded pixels (and whether they are kept); the rest only schedule work.
 CONTENT_FIELDS = ("backend", "frames_per_second", "size", "keep_frames")
 FINGERPRINT = ("video_id", "bytes", "mtime")  # a video already decoded with the same file

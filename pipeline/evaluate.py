@@ -1,6 +1,6 @@
 """Evaluate stage: one fine-tuned variant under its dataset's protocol (paper §4; videoclip-facts
 §2.6). The protocol follows from the ingest manifest (`info["task"]`, `info["adapter"]`); the
-protocols themselves are in pipeline/evaluate_tasks.py.
+protocols themselves are in pipeline/evaluation/protocols.py.
 
 - retrieval: every test text is a query over the unique test clips (text→video, MSVD's
   multi-sentence, DiDeMo's paragraph→video), metrics tie-safe and in MMPT's recipe, each without
@@ -35,11 +35,11 @@ from transformers import PreTrainedTokenizerBase
 
 from models.frame_selector import frame_probabilities
 from models.videoclip import VideoCLIP, attach_answer_head
-from pipeline.bert import build_model, load_tokenizer
 from pipeline.config import TASKS, EvaluateConfig, ModelConfig
 from pipeline.datasets import didemo
+from pipeline.datasets.tables import GROUND_TRUTH_FILE
 from pipeline.devices import resolve_device
-from pipeline.evaluate_tasks import (
+from pipeline.evaluation.protocols import (
     Answered,
     answer_logits,
     candidate_list,
@@ -49,12 +49,12 @@ from pipeline.evaluate_tasks import (
     evaluate_retrieval,
     read_answers,
 )
-from pipeline.metrics import frame_precision_at_k, query_ranks_table
+from pipeline.evaluation.retrieval_metrics import frame_precision_at_k, query_ranks_table
 from pipeline.stage import StageResult, StageSpec, run_cached
-from pipeline.synth import GROUND_TRUTH_FILE
-from pipeline.training_data import PairClips, make_loader, split_pairs
+from pipeline.training.checkpoints import load_weights
+from pipeline.training.data import PairClips, make_loader, split_pairs
+from pipeline.training.model_factory import build_model, load_tokenizer
 from storage.atomic import atomic_output, atomic_write_json
-from storage.checkpoints import load_weights
 from storage.features import FeatureStore
 from storage.layout import Manifest
 from storage.tables import read_table, write_table
@@ -63,12 +63,12 @@ log = logging.getLogger(__name__)
 
 MODULES = (
     "pipeline.evaluate",
-    "pipeline.evaluate_tasks",
-    "pipeline.metrics",
-    "pipeline.qa_metrics",
+    "pipeline.evaluation.protocols",
+    "pipeline.evaluation.retrieval_metrics",
+    "pipeline.evaluation.qa_metrics",
     "pipeline.datasets",
-    "pipeline.training_data",
-    "pipeline.bert",
+    "pipeline.training.data",
+    "pipeline.training.model_factory",
     "pipeline.devices",
     "models",
     "storage",

@@ -21,11 +21,11 @@ import numpy as np
 import pandas as pd
 
 from pipeline import progress
-from pipeline.backbone import Backbone, embed_clips, load_backbone, weights_identity
 from pipeline.config import DecodeConfig, ExtractConfig
-from pipeline.decoders import iter_clips
-from pipeline.probe import probe_video
 from pipeline.stage import StageResult, StageSpec, run_cached
+from pipeline.video.backbone import Backbone, embed_clips, load_backbone, weights_identity
+from pipeline.video.decoders import iter_clips
+from pipeline.video.probe import probe_video
 from storage.digests import code_digest
 from storage.layout import Manifest, cache_key
 from storage.pool import ShardPool, ShardRecord
@@ -38,10 +38,10 @@ ClipBatch = tuple[np.ndarray, list[str]]  # (B, F, S, S, 3) uint8 clips and each
 
 MODULES = (
     "pipeline.extract",
-    "pipeline.decoders",
-    "pipeline.probe",
+    "pipeline.video.decoders",
+    "pipeline.video.probe",
     "pipeline.devices",
-    "pipeline.backbone",
+    "pipeline.video.backbone",
     "models.s3dg",
     "storage",
 )

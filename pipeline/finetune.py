@@ -22,21 +22,21 @@ from pathlib import Path
 from typing import Any
 
 from models.videoclip import attach_answer_head
-from pipeline.bert import build_model, load_tokenizer
 from pipeline.config import FinetuneConfig, ModelConfig
-from pipeline.fit import TRAINING_MODULES, fit, optim_section
-from pipeline.objectives import finetune_objective
 from pipeline.stage import StageResult, StageSpec, run_cached
-from pipeline.training_data import split_pairs
-from pipeline.variants import variant_config
-from pipeline.videoclip_checkpoint import WarmStartReport, load_videoclip_checkpoint
-from storage.checkpoints import load_weights
+from pipeline.training.checkpoints import load_weights
+from pipeline.training.data import split_pairs
+from pipeline.training.fit import TRAINING_MODULES, fit, optim_section
+from pipeline.training.model_factory import build_model, load_tokenizer
+from pipeline.training.objectives import finetune_objective
+from pipeline.training.variants import variant_config
+from pipeline.training.warm_start import WarmStartReport, load_videoclip_checkpoint
 from storage.digests import file_digest
 from storage.layout import Manifest, expand_path
 
 log = logging.getLogger(__name__)
 
-MODULES = ("pipeline.finetune", "pipeline.videoclip_checkpoint", *TRAINING_MODULES)
+MODULES = ("pipeline.finetune", "pipeline.training.warm_start", *TRAINING_MODULES)
 _KEYS_SHOWN = 10  # unexpected checkpoint keys listed in the manifest
 
 

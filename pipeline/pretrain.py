@@ -10,12 +10,12 @@ import logging
 from dataclasses import asdict
 from pathlib import Path
 
-from pipeline.bert import build_model, load_tokenizer
 from pipeline.config import ModelConfig, PretrainConfig
-from pipeline.fit import TRAINING_MODULES, fit, optim_section
-from pipeline.objectives import pretrain_objective
 from pipeline.stage import StageResult, StageSpec, run_cached
-from pipeline.training_data import HowToClips
+from pipeline.training.data import HowToClips
+from pipeline.training.fit import TRAINING_MODULES, fit, optim_section
+from pipeline.training.model_factory import build_model, load_tokenizer
+from pipeline.training.objectives import pretrain_objective
 from storage.features import FeatureStore
 from storage.layout import Manifest
 from storage.tables import read_table

@@ -28,17 +28,17 @@ import numpy as np
 import pandas as pd
 
 from pipeline.config import Config, ReportConfig
-from pipeline.paper import RETRIEVAL_COLUMNS
-from pipeline.report_figures import (
+from pipeline.datasets.tables import GROUND_TRUTH_FILE
+from pipeline.reporting.figures import (
     Strip,
     load_thumbnails,
     plot_frame_strip,
     plot_loss_curves,
 )
-from pipeline.report_tables import Run, results_markdown, sweep_markdown
+from pipeline.reporting.paper import RETRIEVAL_COLUMNS
+from pipeline.reporting.tables import Run, results_markdown, sweep_markdown
 from pipeline.stage import StageResult, StageSpec, run_cached
-from pipeline.synth import GROUND_TRUTH_FILE
-from pipeline.variants import variants
+from pipeline.training.variants import variants
 from storage.atomic import atomic_write_text
 from storage.layout import Manifest
 from storage.tables import read_table
@@ -323,9 +323,9 @@ def read_decode_rows(path: Path) -> tuple[dict[str, dict[str, Any]], str]:
 
 MODULES = (
     "pipeline.report",
-    "pipeline.report_figures",
-    "pipeline.report_tables",
-    "pipeline.paper",
+    "pipeline.reporting.figures",
+    "pipeline.reporting.tables",
+    "pipeline.reporting.paper",
     "storage",
 )
 

@@ -126,11 +126,11 @@ def check_weight_files(config: Config, last: int, artifacts: Path) -> None:
     """Fail before any work when a weight file the requested stages need is missing, rather
     than after hours of decoding and extraction (each error names its config key)."""
     if last >= STAGES.index("extract") and config.extract.weights:
-        from pipeline.backbone import weights_path
+        from pipeline.video.backbone import weights_path
 
         weights_path(config.extract)
     if last >= STAGES.index("pretrain"):
-        from pipeline.bert import resolve_bert
+        from pipeline.training.model_factory import resolve_bert
 
         resolve_bert(config.model.bert, need_weights=not config.model.random_init)
     if last >= STAGES.index("finetune"):
@@ -141,7 +141,7 @@ def check_weight_files(config: Config, last: int, artifacts: Path) -> None:
 
 def planned_calls(config: Config, stages: Sequence[str]) -> int:
     """How many stage calls `run_stages(config, stages, ...)` makes (for progress bars)."""
-    from pipeline.variants import variants
+    from pipeline.training.variants import variants
 
     last = max(STAGES.index(stage) for stage in stages)
     calls = len(_front_end_datasets(config, last)) * (min(last, 2) + 1)
@@ -190,7 +190,7 @@ def _run_learning(
     from pipeline.evaluate import run_evaluate
     from pipeline.finetune import run_finetune
     from pipeline.pretrain import run_pretrain
-    from pipeline.variants import variants
+    from pipeline.training.variants import variants
 
     pretrain = None
     if config.finetune.from_pretrain or last == "pretrain":

@@ -20,6 +20,7 @@ from typing import Any
 from storage.atomic import atomic_write_json
 from storage.digests import json_digest
 
+ARTIFACTS = "{artifacts}"  # in a config path: the artifact root
 MANIFEST_NAME = "manifest.json"
 KEY_LENGTH = 20  # hex characters of the sha256 used in folder names
 
@@ -31,7 +32,7 @@ def artifact_root() -> Path:
 
 def expand_path(text: str, root: Path) -> Path:
     """A config path with `{artifacts}` replaced by the artifact root and `~` expanded."""
-    return Path(text.replace("{artifacts}", str(root))).expanduser()
+    return Path(text.replace(ARTIFACTS, str(root))).expanduser()
 
 
 def cache_key(stage: str, section: Mapping[str, Any], upstream: Sequence[str], code: str) -> str:

@@ -1,4 +1,5 @@
-"""Loop references for pipeline/metrics.py, for tests only: one query, video or frame at a time."""
+"""Loop references for pipeline/evaluation/retrieval_metrics.py, for tests only: one query,
+video or frame at a time."""
 
 from __future__ import annotations
 

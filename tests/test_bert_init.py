@@ -1,4 +1,5 @@
-"""Tests for pipeline/bert.py: finding BERT checkpoints offline and building VideoCLIP from them."""
+"""Tests for pipeline/training/model_factory.py: finding BERT checkpoints offline and building
+VideoCLIP from them."""
 
 from __future__ import annotations
 
@@ -9,8 +10,8 @@ import pytest
 import torch
 from transformers import BertConfig, BertModel
 
-from pipeline.bert import MINILM, build_model, load_tokenizer, resolve_bert
 from pipeline.config import ModelConfig
+from pipeline.training.model_factory import MINILM, build_model, load_tokenizer, resolve_bert
 
 # [CLS]/[SEP] deliberately not at BERT's 101/102, so the ids must come from the tokenizer
 VOCAB = ["[PAD]", "[UNK]", "[unused0]", "[CLS]", "[SEP]", "[MASK]"] + [f"w{i}" for i in range(93)]

@@ -1,4 +1,4 @@
-"""storage/checkpoints.py: round trip, strict weights, atomic writes, pruning."""
+"""pipeline/training/checkpoints.py: round trip, strict weights, atomic writes, pruning."""
 
 from __future__ import annotations
 
@@ -10,8 +10,8 @@ import torch
 from torch import nn
 from torch.optim.lr_scheduler import LambdaLR
 
-from storage import checkpoints
-from storage.checkpoints import (
+from pipeline.training import checkpoints
+from pipeline.training.checkpoints import (
     latest_checkpoint,
     load_checkpoint,
     load_weights,

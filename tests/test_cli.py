@@ -30,7 +30,7 @@ def test_bench_extract_prints_a_table(capsys: pytest.CaptureFixture[str]) -> Non
 def test_bench_decode_accepts_overrides_after_options(
     tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    from pipeline.bench import make_bench_video
+    from pipeline.bench.decode import make_bench_video
 
     video = make_bench_video(tmp_path / "v.mp4", 2, 128, 64, 10)  # decord: not 48 px wide
     monkeypatch.setenv("FINECO_ARTIFACTS", str(tmp_path))

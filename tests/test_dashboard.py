@@ -1,4 +1,5 @@
-"""flows/dashboard.py: artifacts, metrics rows, GPU telemetry and stage-log forwarding.
+"""The dashboard: flows/artifacts.py (artifacts, metrics rows), flows/telemetry.py (GPU
+telemetry) and flows/stage_logs.py (stage-log forwarding).
 
 API tests run small flows against one module-scoped `prefect_test_harness` (about 15 s to start)
 and read artifacts and logs back through the client; the rest need no server.
@@ -31,17 +32,16 @@ from prefect.logging.handlers import APILogWorker
 from prefect.settings import PREFECT_LOGGING_TO_API_BATCH_INTERVAL, temporary_settings
 from prefect.testing.utilities import prefect_test_harness
 
-from flows import dashboard
-from flows.dashboard import (
+from flows import artifacts, telemetry
+from flows.artifacts import (
     ProgressArtifact,
     artifact_key,
-    forward_stage_logs,
-    gpu_telemetry,
     metrics_rows,
     publish_markdown,
     publish_table,
-    visible_gpu_indices,
 )
+from flows.stage_logs import forward_stage_logs
+from flows.telemetry import gpu_telemetry, visible_gpu_indices
 
 MIB = 2**20
 
@@ -167,12 +167,12 @@ def test_everything_is_a_quiet_no_op_outside_a_run(monkeypatch, caplog):
         raise AssertionError("called the Prefect API outside a run")
 
     for name in ("create_progress_artifact", "update_progress_artifact"):
-        monkeypatch.setattr(dashboard, name, forbidden)
+        monkeypatch.setattr(artifacts, name, forbidden)
     for name in ("create_table_artifact", "create_markdown_artifact"):
-        monkeypatch.setattr(dashboard, name, forbidden)
+        monkeypatch.setattr(artifacts, name, forbidden)
     stage_logger = logging.getLogger("pipeline")
     handlers, level = list(stage_logger.handlers), stage_logger.level
-    caplog.set_level(logging.DEBUG, logger="flows.dashboard")
+    caplog.set_level(logging.DEBUG, logger="flows")
     with warnings.catch_warnings():
         warnings.simplefilter("error")
         progress = ProgressArtifact("decode")
@@ -188,30 +188,30 @@ def test_everything_is_a_quiet_no_op_outside_a_run(monkeypatch, caplog):
 
 
 def real_gpu_present() -> bool:
-    nvml = dashboard._load_nvml()
-    if nvml is None or dashboard._open_gpus(nvml) is None:
+    nvml = telemetry._load_nvml()
+    if nvml is None or telemetry._open_gpus(nvml) is None:
         return False
-    dashboard._shutdown(nvml)
+    telemetry._shutdown(nvml)
     return True
 
 
 def test_gpu_telemetry_without_gpu_logs_one_line_and_returns(caplog):
     if real_gpu_present():
         pytest.skip("this machine has an NVIDIA GPU")
-    caplog.set_level(logging.INFO, logger="flows.dashboard")
+    caplog.set_level(logging.INFO, logger="flows.telemetry")
     start = time.monotonic()
     with gpu_telemetry(interval_s=0.01):
         time.sleep(0.05)
     assert time.monotonic() - start < 1.0
-    lines = [r.getMessage() for r in caplog.records if r.name == "flows.dashboard"]
+    lines = [r.getMessage() for r in caplog.records if r.name == "flows.telemetry"]
     assert lines == ["no NVIDIA GPU visible; telemetry off"]
     assert not telemetry_threads()
 
 
 @pytest.mark.parametrize("nvml", [None, NoDriverNvml()], ids=["no-pynvml", "no-driver"])
 def test_gpu_telemetry_off_without_nvml(monkeypatch, caplog, nvml):
-    monkeypatch.setattr(dashboard, "_load_nvml", lambda: nvml)
-    caplog.set_level(logging.INFO, logger="flows.dashboard")
+    monkeypatch.setattr(telemetry, "_load_nvml", lambda: nvml)
+    caplog.set_level(logging.INFO, logger="flows.telemetry")
     with gpu_telemetry(interval_s=0.01):
         pass
     assert [r.getMessage() for r in caplog.records] == ["no NVIDIA GPU visible; telemetry off"]
@@ -219,9 +219,9 @@ def test_gpu_telemetry_off_without_nvml(monkeypatch, caplog, nvml):
 
 def test_gpu_telemetry_samples_every_interval_and_stops_on_exit(monkeypatch, caplog):
     nvml = FakeNvml(count=2)
-    monkeypatch.setattr(dashboard, "_load_nvml", lambda: nvml)
+    monkeypatch.setattr(telemetry, "_load_nvml", lambda: nvml)
     monkeypatch.delenv("CUDA_VISIBLE_DEVICES", raising=False)
-    caplog.set_level(logging.INFO, logger="flows.dashboard")
+    caplog.set_level(logging.INFO, logger="flows.telemetry")
     with gpu_telemetry(interval_s=0.02):
         time.sleep(0.2)
         assert len(telemetry_threads()) == 1
@@ -237,7 +237,7 @@ def test_gpu_telemetry_samples_every_interval_and_stops_on_exit(monkeypatch, cap
 
 
 def test_gpu_telemetry_stops_promptly_with_a_long_interval(monkeypatch):
-    monkeypatch.setattr(dashboard, "_load_nvml", lambda: FakeNvml())
+    monkeypatch.setattr(telemetry, "_load_nvml", lambda: FakeNvml())
     start = time.monotonic()
     with gpu_telemetry(interval_s=600.0, logger=logging.getLogger("test.telemetry")):
         pass
@@ -245,7 +245,7 @@ def test_gpu_telemetry_stops_promptly_with_a_long_interval(monkeypatch):
 
 
 def test_gpu_telemetry_respects_cuda_visible_devices(monkeypatch, caplog):
-    monkeypatch.setattr(dashboard, "_load_nvml", lambda: FakeNvml(count=4))
+    monkeypatch.setattr(telemetry, "_load_nvml", lambda: FakeNvml(count=4))
     monkeypatch.setenv("CUDA_VISIBLE_DEVICES", "2")
     caplog.set_level(logging.INFO, logger="test.telemetry")
     with gpu_telemetry(interval_s=5.0, logger=logging.getLogger("test.telemetry")):
@@ -256,10 +256,10 @@ def test_gpu_telemetry_respects_cuda_visible_devices(monkeypatch, caplog):
 
 
 def test_gpu_telemetry_errors_stay_in_the_thread(monkeypatch, caplog):
-    monkeypatch.setattr(dashboard, "_load_nvml", lambda: FakeNvml(fail_samples=True))
+    monkeypatch.setattr(telemetry, "_load_nvml", lambda: FakeNvml(fail_samples=True))
     hook_calls = []
     monkeypatch.setattr(threading, "excepthook", hook_calls.append)
-    caplog.set_level(logging.DEBUG, logger="flows.dashboard")
+    caplog.set_level(logging.DEBUG, logger="flows.telemetry")
     with gpu_telemetry(interval_s=0.01):
         time.sleep(0.1)
     warnings_logged = [r for r in caplog.records if r.levelno == logging.WARNING]
@@ -291,7 +291,7 @@ def test_visible_gpu_indices(monkeypatch, value, expected):
 def test_gpu_telemetry_on_a_real_gpu(caplog):
     if not real_gpu_present():
         pytest.skip("needs nvidia-ml-py and an NVIDIA GPU")
-    caplog.set_level(logging.INFO, logger="flows.dashboard")
+    caplog.set_level(logging.INFO, logger="flows.telemetry")
     with gpu_telemetry(interval_s=0.1):
         time.sleep(0.35)
     lines = [r.getMessage() for r in caplog.records]
@@ -303,15 +303,15 @@ def test_gpu_telemetry_on_a_real_gpu(caplog):
 
 def test_artifacts_reach_the_api(harness, monkeypatch):
     clock = [1000.0]
-    monkeypatch.setattr(dashboard, "_now", lambda: clock[0])
+    monkeypatch.setattr(artifacts, "_now", lambda: clock[0])
     sent = []
-    real_update = dashboard.update_progress_artifact
+    real_update = artifacts.update_progress_artifact
 
     def recording_update(artifact_id, progress, **kwargs):
         sent.append(progress)
         return real_update(artifact_id, progress=progress, **kwargs)
 
-    monkeypatch.setattr(dashboard, "update_progress_artifact", recording_update)
+    monkeypatch.setattr(artifacts, "update_progress_artifact", recording_update)
     rows = metrics_rows(METRICS)
 
     @flow
@@ -338,7 +338,7 @@ def test_artifacts_reach_the_api(harness, monkeypatch):
 
 
 def test_stage_logs_and_telemetry_reach_the_run_logs(harness, monkeypatch, request):
-    monkeypatch.setattr(dashboard, "_load_nvml", lambda: FakeNvml(count=1))
+    monkeypatch.setattr(telemetry, "_load_nvml", lambda: FakeNvml(count=1))
     monkeypatch.delenv("CUDA_VISIBLE_DEVICES", raising=False)
     stage_logger = logging.getLogger("pipeline")
     handlers_before, level_before = list(stage_logger.handlers), stage_logger.level
@@ -380,9 +380,9 @@ def test_stage_logs_and_telemetry_reach_the_run_logs(harness, monkeypatch, reque
         assert by_message[message].task_run_id == task_run_id, message
     assert by_message["decoded 3 shards"].name == "pipeline.decode"
     assert by_message["written by a worker"].name == "storage.shards"
-    telemetry = [log for log in logs if log.message.startswith("GPU telemetry")]
-    assert telemetry and all(log.task_run_id == task_run_id for log in telemetry)
-    assert telemetry[0].message == "GPU telemetry: GPU 0: 40% util, 1000/81559 MiB"
+    gpu_lines = [log for log in logs if log.message.startswith("GPU telemetry")]
+    assert gpu_lines and all(log.task_run_id == task_run_id for log in gpu_lines)
+    assert gpu_lines[0].message == "GPU telemetry: GPU 0: 40% util, 1000/81559 MiB"
     for message in (
         "debug stays local",
         "not a stage logger",

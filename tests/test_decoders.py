@@ -1,4 +1,5 @@
-"""Tests for pipeline/probe.py, pipeline/decoders.py and pipeline/bench.py on tiny lavfi videos.
+"""Tests for pipeline/video/probe.py, pipeline/video/decoders.py and pipeline/bench/decode.py on
+tiny lavfi videos.
 
 Sizes are distinct (F = 6 frames per second, S = 40, 96×64 sources at 10 fps lasting 3.5 s, so
 K = 3; DecodeConfig wants F and S even) so a swapped axis or a rounding slip cannot pass.
@@ -22,9 +23,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from pipeline.bench import bench_decode, format_bench, make_bench_video
+from pipeline.bench.decode import bench_decode, format_bench, make_bench_video
 from pipeline.config import DecodeConfig
-from pipeline.decoders import (
+from pipeline.video.decoders import (
     DecordSizeError,
     _read_clips,
     clip_count,
@@ -33,7 +34,7 @@ from pipeline.decoders import (
     geometry,
     iter_clips,
 )
-from pipeline.probe import VideoError, VideoInfo, probe_video
+from pipeline.video.probe import VideoError, VideoInfo, probe_video
 
 FRAMES = 6  # F
 SIZE = 40  # S

@@ -22,11 +22,10 @@ from tiny_model import TINY_MODEL as MODEL
 from models.text_encoder import TextEncoderOutput
 from models.video_encoder import VideoEncoderOutput
 from models.videoclip import attach_answer_head
-from pipeline.bert import build_model, load_tokenizer
 from pipeline.config import EvaluateConfig
 from pipeline.datasets import didemo
 from pipeline.evaluate import run_evaluate
-from pipeline.evaluate_tasks import (
+from pipeline.evaluation.protocols import (
     candidate_list,
     clip_targets,
     evaluate_moments,
@@ -34,8 +33,9 @@ from pipeline.evaluate_tasks import (
     moment_scores,
     retrieval_report,
 )
-from pipeline.metrics import mmpt_retrieval_metrics
-from pipeline.training_data import tokenize
+from pipeline.evaluation.retrieval_metrics import mmpt_retrieval_metrics
+from pipeline.training.data import tokenize
+from pipeline.training.model_factory import build_model, load_tokenizer
 from storage.features import FeatureStore
 from storage.layout import Manifest
 from storage.shards import FeatureShardWriter

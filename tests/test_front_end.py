@@ -10,10 +10,11 @@ import numpy as np
 import pytest
 
 from flows.cli import main
-from pipeline.config import Config, load_config
+from pipeline.config import Config
+from pipeline.config.loading import load_config
 from pipeline.decode import DecodeStageError
 from pipeline.runner import FRONT_END, run_stages
-from pipeline.synth import synthesize
+from pipeline.synth.sets import synthesize
 from storage.features import FeatureStore
 from storage.layout import expand_path
 from storage.tables import read_table
@@ -114,7 +115,7 @@ def test_cli_runs_a_folder_of_videos(artifacts: Path, monkeypatch: pytest.Monkey
 
 def test_cli_reports_config_errors(caplog: pytest.LogCaptureFixture) -> None:
     assert main(["run", "--config", "tiny", "decode.sise=4"]) == 2
-    assert "unknown key decode.sise" in caplog.text and "tiny.yaml" in caplog.text
+    assert "decode.sise: unknown key" in caplog.text and "tiny.yaml" in caplog.text
 
 
 def test_decord_backend_runs_the_stage(artifacts: Path) -> None:

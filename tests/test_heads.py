@@ -1,4 +1,5 @@
-"""Tests for models/heads.py and pipeline/qa_metrics.py: shapes, loop references, hand-made ties."""
+"""Tests for models/heads.py and pipeline/evaluation/qa_metrics.py: shapes, loop references,
+hand-made ties."""
 
 from __future__ import annotations
 
@@ -10,7 +11,7 @@ import torch
 from torch import Tensor
 
 from models.heads import AnswerHead, answer_cross_entropy, multiple_choice_scores
-from pipeline.qa_metrics import multiple_choice_accuracy, qa_accuracy
+from pipeline.evaluation.qa_metrics import multiple_choice_accuracy, qa_accuracy
 
 HIDDEN, ANSWERS, INNER, BATCH = 33, 17, 37, 5
 

@@ -1,4 +1,5 @@
-"""Tests for pipeline/metrics.py: hand-computed values (ties included) and loop references."""
+"""Tests for pipeline/evaluation/retrieval_metrics.py: hand-computed values (ties included) and
+loop references."""
 
 from __future__ import annotations
 
@@ -14,7 +15,7 @@ from reference_metrics import (
     retrieval_metrics_loop,
 )
 
-from pipeline.metrics import (
+from pipeline.evaluation.retrieval_metrics import (
     METRIC_KEYS,
     dual_softmax,
     frame_precision_at_k,

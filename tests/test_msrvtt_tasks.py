@@ -18,21 +18,16 @@ from tiny_model import FEATURE_DIM as DIM
 from tiny_model import TINY_MODEL as MODEL
 
 from models.videoclip import attach_answer_head
-from pipeline.bert import build_model
-from pipeline.config import (
-    DatasetConfig,
-    FinecoConfig,
-    FinetuneConfig,
-    OptimConfig,
-)
+from pipeline.config import DatasetConfig, FinecoConfig, FinetuneConfig, OptimConfig
 from pipeline.datasets import msrvtt
 from pipeline.datasets.tables import PAIR_COLUMNS, AnnotationError
 from pipeline.finetune import run_finetune
 from pipeline.ingest import run_ingest
-from pipeline.objectives import finetune_objective
 from pipeline.stage import stage_key
-from pipeline.training_data import Batch, ClipItem, PairClips, collate
-from pipeline.videoclip_checkpoint import MMPT_PREFIX, unmap_key
+from pipeline.training.data import Batch, ClipItem, PairClips, collate
+from pipeline.training.model_factory import build_model
+from pipeline.training.objectives import finetune_objective
+from pipeline.training.warm_start import MMPT_PREFIX, unmap_key
 from storage.features import FeatureStore
 from storage.layout import Manifest
 from storage.shards import FeatureShardWriter
@@ -246,7 +241,7 @@ def write_features(folder: Path, seconds: dict[str, int]) -> Path:
 
 
 def test_pair_clips_and_batches_carry_answers(tmp_path: Path) -> None:
-    from pipeline.bert import load_tokenizer
+    from pipeline.training.model_factory import load_tokenizer
 
     store = FeatureStore(write_features(tmp_path, {"video1": 4, "video2": 3}))
     tokenizer = load_tokenizer(MODEL.bert)

@@ -8,9 +8,9 @@ from pathlib import Path
 
 import pytest
 
-from pipeline.config import load_config
+from pipeline.config.loading import load_config
 from pipeline.runner import STAGES, run_stages
-from pipeline.synth import synthesize
+from pipeline.synth.sets import synthesize
 from storage.layout import expand_path
 
 

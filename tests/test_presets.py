@@ -12,10 +12,10 @@ from pathlib import Path
 
 import pytest
 
-from pipeline.config import load_config
+from pipeline.config.loading import load_config
 from pipeline.runner import STAGES, run_stages, with_synthetic_data
-from pipeline.synth import synthesize
-from pipeline.variants import variants
+from pipeline.synth.sets import synthesize
+from pipeline.training.variants import variants
 from storage.layout import expand_path
 
 pytestmark = pytest.mark.slow
@@ -110,7 +110,7 @@ def test_paper_values_survive_in_the_presets() -> None:
 
 def test_missing_weights_of_a_real_data_preset_fail_before_any_work(tmp_path: Path) -> None:
     """A paper preset without the public weights on disk stops at once, naming the key."""
-    from pipeline.backbone import WeightsError
+    from pipeline.video.backbone import WeightsError
 
     config = load_config("msrvtt_qa", [f"datasets.msrvtt_qa.root={tmp_path}"])
     with pytest.raises(WeightsError, match=r"extract.weights = '\{artifacts\}/weights/s3d"):

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from pipeline.report_tables import Run, number, results_markdown, sweep_markdown
+from pipeline.reporting.tables import Run, number, results_markdown, sweep_markdown
 
 
 def retrieval(r1: float, ds_r1: float) -> dict[str, Any]:

@@ -12,15 +12,10 @@ from typing import Any
 import pytest
 
 from pipeline.config import SynthConfig
-from pipeline.synth import (
-    Segment,
-    SynthSummary,
-    VideoPlan,
-    ffmpeg_command,
-    plan_synth,
-    synthesize,
-)
-from pipeline.synth_concepts import CONCEPTS, MOTIONS, PATTERNS, TINTS
+from pipeline.synth.concepts import CONCEPTS, MOTIONS, PATTERNS, TINTS
+from pipeline.synth.howto_youcook import plan_synth
+from pipeline.synth.render import Segment, VideoPlan, ffmpeg_command
+from pipeline.synth.sets import SynthSummary, synthesize
 
 # Odd, distinct sizes (even where yuv420p needs it) so a swapped width and height cannot pass.
 TINY = SynthConfig(
@@ -282,7 +277,7 @@ def test_rerun_reuses_videos_and_rerenders_a_damaged_one(synth: SynthSummary) ->
 
 
 def test_config_errors_name_the_field() -> None:
-    with pytest.raises(ValueError, match="max_segments"):
+    with pytest.raises(ValueError, match=r"synth\.max_segments: 26 distinct concepts per video"):
         plan_synth(dataclasses.replace(TINY, max_segments=len(CONCEPTS) + 1))
     with pytest.raises(ValueError, match="min_segment_s"):
-        plan_synth(dataclasses.replace(TINY, min_segment_s=0))
+        dataclasses.replace(TINY, min_segment_s=0)

@@ -1,4 +1,4 @@
-"""The synthetic MSR-VTT-format set (pipeline/synth_msrvtt.py), read back by its adapter."""
+"""The synthetic MSR-VTT-format set (pipeline/synth/msrvtt.py), read back by its adapter."""
 
 from __future__ import annotations
 
@@ -9,9 +9,8 @@ import pytest
 
 from pipeline.config import DatasetConfig, SynthConfig
 from pipeline.datasets import msrvtt
-from pipeline.synth import probe
-from pipeline.synth_concepts import CONCEPTS
-from pipeline.synth_msrvtt import (
+from pipeline.synth.concepts import CONCEPTS
+from pipeline.synth.msrvtt import (
     CAPTIONS_PER_VIDEO,
     MAX_VIDEO_S,
     MIN_VIDEO_S,
@@ -22,6 +21,7 @@ from pipeline.synth_msrvtt import (
     plan_msrvtt,
     synthesize_msrvtt,
 )
+from pipeline.synth.render import probe
 
 TINY = SynthConfig(seed=5, width=48, height=32, fps=4)
 VIDEOS, TEST_VIDEOS = 6, 2
@@ -127,7 +127,7 @@ def test_bad_sizes_are_refused(tmp_path: Path) -> None:
 
 def test_ground_truth_covers_mc_rows_and_questions() -> None:
     from pipeline.config import SynthConfig
-    from pipeline.synth_msrvtt import plan_msrvtt
+    from pipeline.synth.msrvtt import plan_msrvtt
 
     plan = plan_msrvtt(SynthConfig(), videos=6, test_videos=2)
     truth = plan.documents["ground_truth.json"]

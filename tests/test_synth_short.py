@@ -1,4 +1,4 @@
-"""The synthetic MSVD- and DiDeMo-format sets (pipeline/synth_msvd.py, synth_didemo.py) and their
+"""The synthetic MSVD- and DiDeMo-format sets (pipeline/synth/msvd.py, synth_didemo.py) and their
 wiring into `synthesize`, read back by the real adapters."""
 
 from __future__ import annotations
@@ -12,18 +12,12 @@ import pytest
 
 from pipeline.config import DatasetConfig, SynthConfig
 from pipeline.datasets import didemo, msvd
-from pipeline.synth import (
-    DatasetSummary,
-    plan_synth,
-    probe,
-    summary_lines,
-    synthesize,
-    synthesize_short_sets,
-)
-from pipeline.synth_concepts import CONCEPTS
-from pipeline.synth_didemo import ANNOTATORS, chunks_of, plan_didemo
-from pipeline.synth_msrvtt import CAPTIONS_PER_VIDEO, plan_msrvtt
-from pipeline.synth_msvd import plan_msvd, tokens
+from pipeline.synth.concepts import CONCEPTS
+from pipeline.synth.didemo import ANNOTATORS, chunks_of, plan_didemo
+from pipeline.synth.msrvtt import CAPTIONS_PER_VIDEO, plan_msrvtt
+from pipeline.synth.msvd import plan_msvd, tokens
+from pipeline.synth.render import DatasetSummary, probe
+from pipeline.synth.sets import summary_lines, synthesize, synthesize_short_sets
 
 TINY = SynthConfig(
     seed=7, width=32, height=32, fps=4,
@@ -182,16 +176,13 @@ def check_moments(plan: Any) -> int:
     return off
 
 
-def test_unknown_short_set_and_bad_counts_are_rejected(tmp_path: Path) -> None:
-    with pytest.raises(ValueError, match=r"synth\.short_sets.*'bogus'"):
-        plan_synth(dataclasses.replace(TINY, short_sets=("msrvtt", "bogus")))
-    with pytest.raises(ValueError, match=r"synth\.short_sets"):
-        synthesize_short_sets(dataclasses.replace(TINY, short_sets=("msr-vtt",)), tmp_path)
-    with pytest.raises(ValueError, match=r"synth\.didemo_test_videos"):
-        plan_synth(dataclasses.replace(TINY, didemo_videos=3, didemo_test_videos=2))
-    with pytest.raises(ValueError, match=r"synth\.short_test_videos"):
-        plan_synth(dataclasses.replace(TINY, short_sets=("msvd",), short_test_videos=5))
-    assert not any(tmp_path.iterdir())  # rejected before anything is written
+def test_unknown_short_set_and_bad_counts_are_rejected_by_the_config() -> None:
+    with pytest.raises(ValueError, match=r"short_sets\.1\n.*'msrvtt', 'msvd' or 'didemo'"):
+        dataclasses.replace(TINY, short_sets=("msrvtt", "bogus"))
+    with pytest.raises(ValueError, match=r"didemo_test_videos <= didemo_videos - 2"):
+        dataclasses.replace(TINY, didemo_videos=3, didemo_test_videos=2)
+    with pytest.raises(ValueError, match=r"short_test_videos < short_videos, found 5 of"):
+        dataclasses.replace(TINY, short_sets=("msvd",), short_test_videos=5)
 
 
 def test_synthesize_renders_the_named_short_sets(tmp_path: Path) -> None:

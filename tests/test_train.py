@@ -1,4 +1,5 @@
-"""pipeline/train.py on a toy regression: schedule, bit-for-bit resume, NaN guard, metrics."""
+"""pipeline/training/loop.py on a toy regression: schedule, bit-for-bit resume, NaN guard,
+metrics."""
 
 from __future__ import annotations
 
@@ -14,7 +15,8 @@ import torch
 from torch import nn
 
 from pipeline.config import OptimConfig
-from pipeline.train import (
+from pipeline.training.checkpoints import latest_checkpoint, load_weights
+from pipeline.training.loop import (
     LossTerms,
     NonFiniteLossError,
     effective_warmup,
@@ -22,7 +24,6 @@ from pipeline.train import (
     resolve_amp,
     train,
 )
-from storage.checkpoints import latest_checkpoint, load_weights
 
 ITEMS, BATCH, IN, OUT = 16, 4, 5, 3  # 4 steps per epoch
 STEPS_PER_EPOCH = ITEMS // BATCH
@@ -45,7 +46,7 @@ class ToyBatch:
 
 
 def make_loader(seed: int):
-    """Shuffled batches in an order fixed by (seed, epoch), as pipeline.training_data does."""
+    """Shuffled batches in an order fixed by (seed, epoch), as pipeline.training.data does."""
 
     def loader(epoch: int, skip_batches: int):
         order = torch.randperm(ITEMS, generator=torch.Generator().manual_seed(seed * 1000 + epoch))
@@ -115,14 +116,14 @@ def test_lr_factor_warms_up_linearly_then_decays_polynomially():
 
 def test_warmup_longer_than_the_run_is_clamped(caplog):
     assert effective_warmup(50, 600) == 50
-    with caplog.at_level(logging.WARNING, logger="pipeline.train"):
+    with caplog.at_level(logging.WARNING, logger="pipeline.training.loop"):
         assert effective_warmup(1000, 750) == 75
         assert effective_warmup(1000, 12) == 1
     assert "warmup_steps=1000 is not below the run's 750 steps" in caplog.text
 
 
 def test_the_optimizer_follows_the_schedule(tmp_path, caplog):
-    with caplog.at_level(logging.WARNING, logger="pipeline.train"):
+    with caplog.at_level(logging.WARNING, logger="pipeline.training.loop"):
         _, result = run(tmp_path, optim={"warmup_steps": 100})  # clamped to 12 // 10 = 1
     assert "warming up over 1 steps" in caplog.text
     lines = metrics(result.metrics_path)

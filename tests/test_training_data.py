@@ -1,4 +1,4 @@
-"""Tests for pipeline/training_data.py: clip slicing, text layout, collation, HowTo100M sampling
+"""Tests for pipeline/training/data.py: clip slicing, text layout, collation, HowTo100M sampling
 and the seeded, resumable loader, on a tiny feature shard and a tiny word-level tokenizer."""
 
 from __future__ import annotations
@@ -13,7 +13,7 @@ import torch
 from transformers import AutoTokenizer, BertTokenizer, PreTrainedTokenizerBase
 
 from pipeline.config import PretrainConfig
-from pipeline.training_data import (
+from pipeline.training.data import (
     PAD_ID,
     ClipItem,
     HowToClips,

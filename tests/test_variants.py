@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import pytest
 
-from pipeline.config import ConfigError, FinecoConfig, load_config
-from pipeline.variants import variant_config, variants
+from pipeline.config import ConfigError, FinecoConfig
+from pipeline.config.loading import load_config
+from pipeline.training.variants import variant_config, variants
 
 
 def test_table6_preset_expands_into_one_variant_per_strategy() -> None:
@@ -50,9 +51,9 @@ def test_disabled_fineco_keeps_the_sweep_and_the_baseline() -> None:
 
 
 def test_bad_sweep_point_names_the_key() -> None:
-    with pytest.raises(ConfigError, match=r"finetune\.sweep\[0\]\.strategy must be one of"):
+    with pytest.raises(ConfigError, match=r"finetune\.sweep\[0\]\.strategy: .top. is not one of"):
         load_config("tiny", ["finetune.sweep=[{strategy: top}]"])
-    with pytest.raises(ConfigError, match=r"unknown key finetune\.sweep\[0\]\.size"):
+    with pytest.raises(ConfigError, match=r"finetune\.sweep\[0\]\.size: unknown key"):
         load_config("tiny", ["finetune.sweep=[{size: 3}]"])
 
 

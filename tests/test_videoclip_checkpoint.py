@@ -1,4 +1,4 @@
-"""Tests for `pipeline.videoclip_checkpoint`: fake MMPT fairseq checkpoints on a tiny VideoCLIP."""
+"""Tests for `pipeline.training.warm_start`: fake MMPT fairseq checkpoints on a tiny VideoCLIP."""
 
 from __future__ import annotations
 
@@ -12,7 +12,7 @@ from torch import Tensor
 from transformers import BertConfig
 
 from models.videoclip import VideoCLIP
-from pipeline.videoclip_checkpoint import (
+from pipeline.training.warm_start import (
     MMPT_PREFIX,
     load_videoclip_checkpoint,
     map_mmpt_key,

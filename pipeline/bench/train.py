@@ -1,6 +1,6 @@
 """Training benchmark printed by `fineco bench train`: steps/s and peak memory of fine-tuning.
 
-Each setting runs in a fresh process (pipeline/bench.py's job runner) so its peak memory is its
+Each setting runs in a fresh process (`process.run_job`) so its peak memory is its
 own: the demo's model and batch, and the paper's sizes — a 12-layer text and 6-layer video BERT,
 H=768, batch 128, max_video_len 32 and 256 — with random weights (speed does not depend on them).
 One step is a full FineCo fine-tuning step: both encoders, the frame selector, L1 + L2, backward,
@@ -17,6 +17,7 @@ import time
 from dataclasses import asdict, dataclass
 from typing import Any
 
+from pipeline.bench.process import run_job, table
 from pipeline.config import FinetuneConfig, ModelConfig
 
 # bert-base-uncased sizes (VideoCLIP, paper §4.2): text 12 layers, video 6, H=768.
@@ -50,8 +51,6 @@ def bench_train(
     settings: list[TrainSetting], finetune: FinetuneConfig, steps: int, repeats: int
 ) -> dict[str, Any]:
     """Median step time of each setting over `repeats` fresh processes of `steps` steps."""
-    from pipeline.bench import run_job  # the fresh-process runner shared with the other benches
-
     if steps < 1 or repeats < 1:
         raise ValueError(f"steps and repeats must be >= 1, found {steps} and {repeats}")
     runs: dict[str, list[dict[str, Any]]] = {setting.name: [] for setting in settings}
@@ -95,8 +94,6 @@ def bench_train(
 
 
 def format_train_bench(result: dict[str, Any]) -> str:
-    from pipeline.bench import table
-
     head = (
         f"train bench: FineCo fine-tuning steps on {result['device']} (amp {result['amp']}, "
         f"{result['threads']} threads); median of {result['repeats']} runs of "
@@ -131,10 +128,10 @@ def measure_train(job: dict[str, Any]) -> dict[str, Any]:
     """Time `steps` training steps after one warm-up step (run in a fresh process)."""
     import torch
 
-    from pipeline.bert import build_model
     from pipeline.devices import resolve_device
-    from pipeline.objectives import finetune_objective
-    from pipeline.train import resolve_amp
+    from pipeline.training.loop import resolve_amp
+    from pipeline.training.model_factory import build_model
+    from pipeline.training.objectives import finetune_objective
 
     model_config, finetune = ModelConfig(**job["model"]), _finetune(job["finetune"])
     device = resolve_device(finetune.optim.device)
@@ -182,7 +179,7 @@ def measure_train(job: dict[str, Any]) -> dict[str, Any]:
 def _random_batch(size: int, model: ModelConfig, device: Any) -> Any:
     import torch
 
-    from pipeline.training_data import Batch
+    from pipeline.training.data import Batch
 
     generator = torch.Generator().manual_seed(0)
     frames, tokens = model.max_video_len, model.max_text_tokens + 2

@@ -3,7 +3,7 @@
 Each video lasts `N_CHUNKS * CHUNK_S` = 30 s. It shows 2–4 distinct concepts, each over 1–2 whole
 chunks (a moment (s, e) = chunks s..e, both ends inclusive, seconds [5s, 5(e+1))), with filler
 (grey card or noise) on the other chunks, at least one. Each concept segment gets one
-description (synth.py's `describe`) and `ANNOTATORS` annotator intervals: most are the true
+description (render.py's `describe`) and `ANNOTATORS` annotator intervals: most are the true
 (s, e); in about half of the moments one annotator is off by one chunk at one end (clipped to
 chunks 0..5, s <= e kept), as human annotators of DiDeMo disagree at the edges. Every interval
 is one of the 21 candidates of pipeline/datasets/didemo.py `candidate_moments`.
@@ -32,16 +32,9 @@ from typing import Any
 
 from pipeline.config import SynthConfig
 from pipeline.datasets.didemo import CHUNK_S, N_CHUNKS
-from pipeline.synth import (
-    FILLERS,
-    GROUND_TRUTH_FILE,
-    DatasetSummary,
-    Segment,
-    VideoPlan,
-    describe,
-    render_into,
-)
-from pipeline.synth_concepts import CONCEPTS
+from pipeline.datasets.tables import GROUND_TRUTH_FILE
+from pipeline.synth.concepts import CONCEPTS, FILLERS
+from pipeline.synth.render import DatasetSummary, Segment, VideoPlan, describe, render_into
 from storage.atomic import atomic_write_json
 
 log = logging.getLogger(__name__)

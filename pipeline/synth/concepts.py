@@ -1,4 +1,4 @@
-"""The concept catalogue of the synthetic datasets (pipeline/synth.py, DESIGN.md §7).
+"""The concept catalogue of the synthetic datasets (pipeline/synth/, DESIGN.md §7).
 
 A concept is a lavfi pattern × a colour tint × a motion; each attribute value carries the synonyms
 captions use and the ffmpeg source or filter chain that renders it. Fillers are unrelated seconds

@@ -1,9 +1,9 @@
 """A synthetic MSR-VTT-format dataset: short videos whose captions cover (almost) all of them.
 
-The contrast to the long YouCookII-format set of pipeline/synth.py: each video lasts 4–10 s and
+The contrast to the long YouCookII-format set (howto_youcook.py): each video lasts 4–10 s and
 shows one concept (sometimes two, rarely preceded or followed by one second of filler), and each
 caption describes the whole video's main content, as MSR-VTT's do. Videos are rendered with
-synth.py's helpers (`VideoPlan`, `Segment`, `render`); captions use its `describe`.
+render.py's helpers (`VideoPlan`, `Segment`, `render`); captions use its `describe`.
 
 Outputs under `<out_dir>/msrvtt`, in the formats pipeline/datasets/msrvtt.py reads:
 - `videos/video<N>.mp4`;
@@ -33,15 +33,9 @@ from pathlib import Path
 from typing import Any
 
 from pipeline.config import SynthConfig
-from pipeline.synth import (
-    FILLERS,
-    GROUND_TRUTH_FILE,
-    Segment,
-    VideoPlan,
-    describe,
-    render_into,
-)
-from pipeline.synth_concepts import CONCEPTS, MOTIONS, TINTS
+from pipeline.datasets.tables import GROUND_TRUTH_FILE
+from pipeline.synth.concepts import CONCEPTS, FILLERS, MOTIONS, TINTS
+from pipeline.synth.render import Segment, VideoPlan, describe, render_into
 from storage.atomic import atomic_write_json, atomic_write_text
 
 log = logging.getLogger(__name__)

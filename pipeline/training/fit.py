@@ -12,19 +12,19 @@ from torch.utils.data import Dataset
 
 from models.videoclip import VideoCLIP
 from pipeline.config import OptimConfig
-from pipeline.objectives import Objective
 from pipeline.stage import StageResult
-from pipeline.train import train
-from pipeline.training_data import make_loader
+from pipeline.training.data import make_loader
+from pipeline.training.loop import train
+from pipeline.training.objectives import Objective
 
 CHECKPOINTS = "checkpoints"
 # The code a training stage runs (with the stage's own module): part of its cache key.
 TRAINING_MODULES = (
-    "pipeline.fit",
-    "pipeline.objectives",
-    "pipeline.train",
-    "pipeline.training_data",
-    "pipeline.bert",
+    "pipeline.training.fit",
+    "pipeline.training.objectives",
+    "pipeline.training.loop",
+    "pipeline.training.data",
+    "pipeline.training.model_factory",
     "pipeline.devices",
     "models",
     "storage",

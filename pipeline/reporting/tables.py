@@ -1,6 +1,6 @@
 """The report's paper-style tables: the paper's rows first, then ours, per task and protocol.
 
-Each table follows the layout of the paper table it mirrors (pipeline/paper.py): retrieval tables
+Each table follows the layout of the paper table it mirrors (reporting/paper.py): retrieval tables
 R@1 / R@5 / R@10 / MedR with a DS column (DualSoftmax re-ranking, reported with and without for
 every retrieval run), QA and multiple choice an accuracy column, DiDeMo's moment ranking rank@1 /
 rank@5 / mIoU. An ablation sweep gets the layout of Table 6 (strategies, YouCookII R@1) or
@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from decimal import ROUND_HALF_UP, Decimal
 from typing import Any
 
-from pipeline.paper import (
+from pipeline.reporting.paper import (
     ACCURACY_COLUMNS,
     DIDEMO_MOMENTS,
     MOMENT_COLUMNS,

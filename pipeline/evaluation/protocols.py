@@ -33,9 +33,14 @@ from transformers import PreTrainedTokenizerBase
 from models.heads import multiple_choice_scores
 from models.videoclip import VideoCLIP
 from pipeline.datasets import didemo
-from pipeline.metrics import dual_softmax, mmpt_retrieval_metrics, ranks, retrieval_metrics
-from pipeline.qa_metrics import OUT_OF_VOCABULARY, multiple_choice_accuracy, qa_accuracy
-from pipeline.training_data import PAD_ID, tokenize
+from pipeline.evaluation.qa_metrics import OUT_OF_VOCABULARY, multiple_choice_accuracy, qa_accuracy
+from pipeline.evaluation.retrieval_metrics import (
+    dual_softmax,
+    mmpt_retrieval_metrics,
+    ranks,
+    retrieval_metrics,
+)
+from pipeline.training.data import PAD_ID, tokenize
 from storage.features import FeatureStore
 
 log = logging.getLogger(__name__)

@@ -2,7 +2,7 @@
 
 MSVD and MSR-VTT are both sets of short clips with several whole-video captions each, so this set
 renders no videos of its own: it writes MSVD's files for the videos and captions that
-pipeline/synth_msrvtt.py plans for the same config (`plan_msrvtt`), and makes sure those videos
+pipeline/synth/msrvtt.py plans for the same config (`plan_msrvtt`), and makes sure those videos
 exist in `<out_dir>/msrvtt/videos` (already rendered files are kept).
 
 Outputs under `<out_dir>/msvd`, in the formats pipeline/datasets/msvd.py reads:
@@ -29,14 +29,10 @@ from pathlib import Path
 from typing import Any
 
 from pipeline.config import SynthConfig
-from pipeline.synth import (
-    GROUND_TRUTH_FILE,
-    DatasetSummary,
-    VideoPlan,
-    render_into,
-)
-from pipeline.synth_msrvtt import DATASET_DIR as MSRVTT_DIR
-from pipeline.synth_msrvtt import plan_msrvtt, val_videos
+from pipeline.datasets.tables import GROUND_TRUTH_FILE
+from pipeline.synth.msrvtt import DATASET_DIR as MSRVTT_DIR
+from pipeline.synth.msrvtt import plan_msrvtt, val_videos
+from pipeline.synth.render import DatasetSummary, VideoPlan, render_into
 from storage.atomic import (
     atomic_write_bytes,
     atomic_write_json,

@@ -26,8 +26,8 @@ from models.losses import (
 )
 from models.videoclip import VideoCLIP
 from pipeline.config import TASKS, FinetuneConfig
-from pipeline.train import LossTerms
-from pipeline.training_data import Batch
+from pipeline.training.data import Batch
+from pipeline.training.loop import LossTerms
 
 Objective = Callable[[VideoCLIP, Batch], LossTerms]
 

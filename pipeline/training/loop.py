@@ -2,7 +2,7 @@
 
 VideoCLIP's recipe: Adam (betas 0.9/0.98, weight decay 0), linear warm-up then polynomial decay
 to 0 over the real run length, gradient clipping, mixed precision on GPU. The loop checkpoints
-into `out_dir` (storage/checkpoints.py) and resumes from its latest checkpoint bit for bit: model,
+into `out_dir` (training/checkpoints.py) and resumes from its latest checkpoint bit for bit: model,
 optimizer, scheduler, loss scale and every RNG state are restored, and the loader is asked for the
 rest of the interrupted epoch. `out_dir/metrics.jsonl` holds one JSON line per optimizer step.
 """
@@ -28,8 +28,8 @@ from torch.optim.lr_scheduler import LambdaLR
 from pipeline.config import OptimConfig
 from pipeline.devices import resolve_device
 from pipeline.progress import report as report_progress
+from pipeline.training.checkpoints import latest_checkpoint, load_checkpoint, save_checkpoint
 from storage.atomic import atomic_write_text, fsync_path
-from storage.checkpoints import latest_checkpoint, load_checkpoint, save_checkpoint
 
 log = logging.getLogger(__name__)
 

@@ -23,8 +23,8 @@ from matplotlib.figure import Figure
 from matplotlib.patches import Rectangle
 
 from pipeline.config import DecodeConfig
-from pipeline.decoders import iter_clips
-from pipeline.probe import probe_video
+from pipeline.video.decoders import iter_clips
+from pipeline.video.probe import probe_video
 from storage.atomic import atomic_output
 from storage.shards import FrameShardReader
 

@@ -43,7 +43,7 @@ import ffmpeg
 import numpy as np
 
 from pipeline.config import DecodeConfig
-from pipeline.probe import VideoError, VideoInfo, probe_video
+from pipeline.video.probe import VideoError, VideoInfo, probe_video
 
 log = logging.getLogger(__name__)
 

