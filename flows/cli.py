@@ -122,9 +122,9 @@ def _synth(args: argparse.Namespace, config: Config) -> int:
 
 
 def _run(args: argparse.Namespace, config: Config) -> int:
+    from pipeline.config import STAGES
     from pipeline.runner import (
         FRONT_END,
-        STAGES,
         parse_stages,
         run_stages,
         with_synthetic_data,

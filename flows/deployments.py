@@ -11,8 +11,9 @@ from prefect import serve
 from prefect.deployments.runner import RunnerDeployment
 
 from flows.pipeline_flow import fineco
+from pipeline.config import STAGES
 
-STAGE_DEPLOYMENTS = ("decode", "extract", "pretrain", "finetune", "evaluate", "report")
+STAGE_DEPLOYMENTS = STAGES[1:]  # ingest is cheap and always part of its dataset's front end
 DEFAULT_CONFIG = "demo"
 
 

@@ -22,10 +22,9 @@ from prefect.deployments import run_deployment
 from flows.artifacts import ProgressArtifact, metrics_rows, publish_markdown, publish_table
 from flows.stage_logs import forward_stage_logs
 from flows.tasks import bound_stage_task, decode_shards_as_tasks, extract_shards_as_tasks
-from pipeline.config import Config, ConfigError
+from pipeline.config import STAGES, Config, ConfigError
 from pipeline.config.loading import load_config
 from pipeline.runner import (
-    STAGES,
     Results,
     StageFunction,
     parse_stages,

@@ -26,8 +26,7 @@ from transformers import BertConfig, BertModel
 from transformers.activations import ACT2FN
 
 from models.ops import masked_mean
-
-S3D_FEATURE_DIM = 512
+from models.s3dg import EMBEDDING_DIM as S3D_FEATURE_DIM
 
 
 @dataclass

@@ -37,7 +37,7 @@ from models.frame_selector import frame_probabilities
 from models.videoclip import VideoCLIP, attach_answer_head
 from pipeline.config import TASKS, EvaluateConfig, ModelConfig
 from pipeline.datasets import didemo
-from pipeline.datasets.tables import GROUND_TRUTH_FILE
+from pipeline.datasets.synthetic import GROUND_TRUTH_FILE
 from pipeline.devices import resolve_device
 from pipeline.evaluation.protocols import (
     Answered,

@@ -20,6 +20,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from models.s3dg import EMBEDDING_DIM
 from pipeline import progress
 from pipeline.config import DecodeConfig, ExtractConfig
 from pipeline.stage import StageResult, StageSpec, run_cached
@@ -113,7 +114,7 @@ def extract_shard(
     path = pool.shard_path(name)
     counts: dict[str, int] = {}
     progress = _Progress(name)
-    with FeatureShardWriter(path, 512, attrs) as writer:
+    with FeatureShardWriter(path, EMBEDDING_DIM, attrs) as writer:
         current = None
         for clips, owners in clip_batches(videos, batch):
             rows = embed_clips(backbone, clips)  # (B, 512)

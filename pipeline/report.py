@@ -28,7 +28,7 @@ import numpy as np
 import pandas as pd
 
 from pipeline.config import Config, ReportConfig
-from pipeline.datasets.tables import GROUND_TRUTH_FILE
+from pipeline.datasets.synthetic import GROUND_TRUTH_FILE
 from pipeline.reporting.figures import (
     Strip,
     load_thumbnails,

@@ -14,7 +14,8 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any, Protocol
 
-from pipeline.config import Config, ConfigError, DatasetConfig, OptimConfig
+from pipeline.config import STAGES, Config, ConfigError, DatasetConfig, OptimConfig
+from pipeline.datasets.synthetic import SYNTHETIC_SETS
 from pipeline.decode import run_decode
 from pipeline.extract import run_extract
 from pipeline.ingest import run_ingest
@@ -39,7 +40,6 @@ def call_directly(
     return function(**arguments)
 
 
-STAGES = ("ingest", "decode", "extract", "pretrain", "finetune", "evaluate", "report")
 FRONT_END = STAGES[:3]
 Results = dict[str, dict[str, Manifest]]  # group (dataset, variant, ...) → stage → manifest
 
@@ -61,17 +61,6 @@ def with_video_folder(config: Config, folder: Path) -> Config:
     return dataclasses.replace(config, datasets={"videos": dataset})
 
 
-# Where `fineco synth` writes each adapter's synthetic set under `synth.out_dir`:
-# (folder, annotations, videos relative to the set's root).
-SYNTHETIC_SETS: dict[str, tuple[str, str, str]] = {
-    "howto100m": ("howto100m", "caption.json", "videos"),
-    "youcook2": ("youcook2", "youcookii_annotations_trainval.json", "videos"),
-    "msrvtt": ("msrvtt", "", "videos"),
-    "msvd": ("msvd", "raw-captions.pkl", "../msrvtt/videos"),  # MSVD files over the same videos
-    "didemo": ("didemo", "", "videos"),
-}
-
-
 def with_synthetic_data(config: Config) -> Config:
     """The config run on `fineco synth`'s sets in each dataset's own format, offline.
 
@@ -85,9 +74,12 @@ def with_synthetic_data(config: Config) -> Config:
     for name, dataset in config.datasets.items():
         if dataset.adapter not in SYNTHETIC_SETS:
             raise ConfigError(f"datasets.{name}: no synthetic set for adapter {dataset.adapter}")
-        folder, annotations, videos = SYNTHETIC_SETS[dataset.adapter]
+        synthetic = SYNTHETIC_SETS[dataset.adapter]
         datasets[name] = dataclasses.replace(
-            dataset, root=f"{out_dir}/{folder}", annotations=annotations, videos=videos
+            dataset,
+            root=f"{out_dir}/{synthetic.folder}",
+            annotations=synthetic.annotations,
+            videos=synthetic.videos,
         )
     log.info("synthetic data from %s; random S3D-G, MiniLM, no VideoCLIP checkpoint", out_dir)
     return dataclasses.replace(

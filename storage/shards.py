@@ -207,7 +207,7 @@ class FeatureShardWriter(_ShardWriter):
 
     kind = "features"
 
-    def __init__(self, path: Path, dim: int = 512, attrs: Attrs = None) -> None:
+    def __init__(self, path: Path, dim: int, attrs: Attrs = None) -> None:
         super().__init__(path, attrs)
         self.dim = dim
         self._feats = self._open_file().create_dataset(  # (ΣK, D), no compression

@@ -18,11 +18,10 @@ from prefect.client.schemas.filters import FlowRunFilter, FlowRunFilterId
 from prefect.testing.utilities import prefect_test_harness
 
 from flows.pipeline_flow import fineco
+from pipeline.config import STAGES
 from pipeline.config.loading import load_config
 from pipeline.synth.sets import synthesize
 from storage.layout import expand_path
-
-STAGES = ["ingest", "decode", "extract", "pretrain", "finetune", "evaluate", "report"]
 
 
 @pytest.fixture(scope="module")

@@ -8,8 +8,9 @@ from pathlib import Path
 
 import pytest
 
+from pipeline.config import STAGES
 from pipeline.config.loading import load_config
-from pipeline.runner import STAGES, run_stages
+from pipeline.runner import run_stages
 from pipeline.synth.sets import synthesize
 from storage.layout import expand_path
 

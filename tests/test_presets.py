@@ -12,8 +12,9 @@ from pathlib import Path
 
 import pytest
 
+from pipeline.config import STAGES
 from pipeline.config.loading import load_config
-from pipeline.runner import STAGES, run_stages, with_synthetic_data
+from pipeline.runner import run_stages, with_synthetic_data
 from pipeline.synth.sets import synthesize
 from pipeline.training.variants import variants
 from storage.layout import expand_path

@@ -12,6 +12,7 @@ import pytest
 import torch
 from transformers import AutoTokenizer, BertTokenizer, PreTrainedTokenizerBase
 
+from models.s3dg import EMBEDDING_DIM
 from pipeline.config import PretrainConfig
 from pipeline.training.data import (
     PAD_ID,
@@ -26,7 +27,7 @@ from storage.features import FeatureStore
 from storage.shards import FeatureShardWriter
 from storage.tables import write_table
 
-DIM = 512
+DIM = EMBEDDING_DIM
 VIDEO_SECONDS = {"long": 70, "mid": 40, "short": 10, "tiny": 3}
 WORDS = "cut the onion in half and dice add salt pepper oil to pan stir fry serve hot water boil"
 VOCAB = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]", *WORDS.split()]

@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
+from models.s3dg import EMBEDDING_DIM
 from pipeline.config import ModelConfig
 
-FEATURE_DIM = 512  # S3D-G features per second
+FEATURE_DIM = EMBEDDING_DIM  # S3D-G features per second
 TINY_MODEL = ModelConfig(
     random_init=True,
     random_hidden=32,

@@ -179,12 +179,13 @@ def measure_train(job: dict[str, Any]) -> dict[str, Any]:
 def _random_batch(size: int, model: ModelConfig, device: Any) -> Any:
     import torch
 
+    from models.s3dg import EMBEDDING_DIM
     from pipeline.training.data import Batch
 
     generator = torch.Generator().manual_seed(0)
     frames, tokens = model.max_video_len, model.max_text_tokens + 2
     video = torch.nn.functional.normalize(
-        torch.randn(size, frames, 512, generator=generator), dim=-1
+        torch.randn(size, frames, EMBEDDING_DIM, generator=generator), dim=-1
     )
     text_ids = torch.randint(1000, 2000, (size, tokens), generator=generator)
     text_ids[:, 0], text_ids[:, -1] = 101, 102  # [CLS] ... [SEP]

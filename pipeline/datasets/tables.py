@@ -40,9 +40,6 @@ PAIR_DTYPES: dict[str, str] = {
     "split": "str",
 }
 VIDEO_COLUMNS: list[str] = list(VIDEO_DTYPES)
-# Beside a synthetic set's annotations (pipeline/synth/): the seconds that truly show each pair's
-# caption. Evaluate and report read it when present (selector precision); real sets have none.
-GROUND_TRUTH_FILE = "ground_truth.json"
 # end_s of a pair that covers its whole video (MSR-VTT, MSVD, DiDeMo): finite, so tables stay
 # plain floats; PairClips clips it to the video's length.
 WHOLE_VIDEO_END_S = 1e9

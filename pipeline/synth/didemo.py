@@ -32,14 +32,14 @@ from typing import Any
 
 from pipeline.config import SynthConfig
 from pipeline.datasets.didemo import CHUNK_S, N_CHUNKS
-from pipeline.datasets.tables import GROUND_TRUTH_FILE
+from pipeline.datasets.synthetic import GROUND_TRUTH_FILE, SYNTHETIC_SETS
 from pipeline.synth.concepts import CONCEPTS, FILLERS
 from pipeline.synth.render import DatasetSummary, Segment, VideoPlan, describe, render_into
 from storage.atomic import atomic_write_json
 
 log = logging.getLogger(__name__)
 
-DATASET_DIR = "didemo"
+DATASET_DIR = SYNTHETIC_SETS["didemo"].folder
 SPLITS = ("train", "val", "test")
 ANNOTATORS = 4  # intervals per description, as in DiDeMo
 MIN_MOMENTS, MAX_MOMENTS = 2, 4  # described concept segments per video

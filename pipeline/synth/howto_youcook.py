@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from pipeline.config import SynthConfig
+from pipeline.datasets.synthetic import SYNTHETIC_SETS
 from pipeline.synth.concepts import ASR_LEADS, CONCEPTS
 from pipeline.synth.render import (
     DatasetSummary,
@@ -31,7 +32,7 @@ from pipeline.synth.render import (
 )
 from storage.atomic import atomic_write_json, remove_stale_temporaries
 
-HOWTO_DIR, YOUCOOK_DIR = "howto100m", "youcook2"
+HOWTO, YOUCOOK = SYNTHETIC_SETS["howto100m"], SYNTHETIC_SETS["youcook2"]
 
 
 @dataclass(frozen=True)
@@ -140,20 +141,21 @@ def synthesize_howto_youcook(
     """Render both sets into `out_dir/howto100m` and `out_dir/youcook2` (one pool for both, so
     neither waits for the other) and write their files; the summaries and `broken.json`'s path."""
     plan = plan_synth(config)
-    howto_root, youcook_root = out_dir / HOWTO_DIR, out_dir / YOUCOOK_DIR
-    jobs = [(p, howto_root / "videos" / f"{p.video_id}.mp4") for p in plan.howto_videos]
-    jobs += [(p, youcook_root / "videos" / f"{p.video_id}.mp4") for p in plan.youcook_videos]
-    for root in (howto_root, youcook_root):
-        (root / "videos").mkdir(parents=True, exist_ok=True)
-        remove_stale_temporaries(root / "videos")
+    howto_root, youcook_root = out_dir / HOWTO.folder, out_dir / YOUCOOK.folder
+    howto_videos, youcook_videos = howto_root / HOWTO.videos, youcook_root / YOUCOOK.videos
+    jobs = [(p, howto_videos / f"{p.video_id}.mp4") for p in plan.howto_videos]
+    jobs += [(p, youcook_videos / f"{p.video_id}.mp4") for p in plan.youcook_videos]
+    for folder in (howto_videos, youcook_videos):
+        folder.mkdir(parents=True, exist_ok=True)
+        remove_stale_temporaries(folder)
     written = render_all(jobs, config)
     n_howto = len(plan.howto_videos)
     howto = write_dataset(
-        howto_root / "caption.json", plan.howto_captions, plan.howto_ground_truth,
+        howto_root / HOWTO.annotations, plan.howto_captions, plan.howto_ground_truth,
         plan.howto_videos, written[:n_howto],
     )  # fmt: skip
     youcook = write_dataset(
-        youcook_root / "youcookii_annotations_trainval.json", plan.youcook_annotations,
+        youcook_root / YOUCOOK.annotations, plan.youcook_annotations,
         plan.youcook_ground_truth, plan.youcook_videos, written[n_howto:],
     )  # fmt: skip
     broken_path = None

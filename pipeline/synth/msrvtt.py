@@ -33,14 +33,14 @@ from pathlib import Path
 from typing import Any
 
 from pipeline.config import SynthConfig
-from pipeline.datasets.tables import GROUND_TRUTH_FILE
+from pipeline.datasets.synthetic import GROUND_TRUTH_FILE, SYNTHETIC_SETS
 from pipeline.synth.concepts import CONCEPTS, FILLERS, MOTIONS, TINTS
 from pipeline.synth.render import Segment, VideoPlan, describe, render_into
 from storage.atomic import atomic_write_json, atomic_write_text
 
 log = logging.getLogger(__name__)
 
-DATASET_DIR = "msrvtt"
+DATASET_DIR = SYNTHETIC_SETS["msrvtt"].folder
 CAPTIONS_PER_VIDEO = 5
 MC_CANDIDATES = 5
 MIN_VIDEO_S, MAX_VIDEO_S = 4, 10

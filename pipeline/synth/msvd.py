@@ -29,8 +29,7 @@ from pathlib import Path
 from typing import Any
 
 from pipeline.config import SynthConfig
-from pipeline.datasets.tables import GROUND_TRUTH_FILE
-from pipeline.synth.msrvtt import DATASET_DIR as MSRVTT_DIR
+from pipeline.datasets.synthetic import GROUND_TRUTH_FILE, SYNTHETIC_SETS
 from pipeline.synth.msrvtt import plan_msrvtt, val_videos
 from pipeline.synth.render import DatasetSummary, VideoPlan, render_into
 from storage.atomic import (
@@ -41,9 +40,7 @@ from storage.atomic import (
 
 log = logging.getLogger(__name__)
 
-DATASET_DIR = "msvd"
-ANNOTATION_FILE = "raw-captions.pkl"
-VIDEOS = f"../{MSRVTT_DIR}/videos"  # the video folder relative to the set's root
+SET = SYNTHETIC_SETS["msvd"]  # folder, annotation file, videos (msrvtt's, relative to it)
 SPLITS = ("train", "val", "test")
 _TOKEN = re.compile(r"[a-z0-9]+(?:'[a-z]+)?")  # a word, with an apostrophe suffix ("it's")
 
@@ -91,10 +88,10 @@ def synthesize_msvd(
 ) -> DatasetSummary:
     """Write the MSVD-format set into `<out_dir>/msvd`, rendering any missing msrvtt video."""
     plan = plan_msvd(config, videos, test_videos)
-    root = out_dir / DATASET_DIR
-    video_dir = out_dir / MSRVTT_DIR / "videos"  # = root / VIDEOS
+    root = out_dir / SET.folder
+    video_dir = root / SET.videos
     written = render_into(plan.videos, video_dir, config)
-    annotations = root / ANNOTATION_FILE
+    annotations = root / SET.annotations
     atomic_write_bytes(annotations, pickle.dumps(plan.captions, protocol=4))
     for split in SPLITS:
         atomic_write_text(root / f"{split}_list.txt", "".join(f"{v}\n" for v in plan.lists[split]))

@@ -28,7 +28,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 from pipeline.config import SynthConfig
-from pipeline.datasets.tables import GROUND_TRUTH_FILE
+from pipeline.datasets.synthetic import GROUND_TRUTH_FILE
 from pipeline.synth.concepts import (
     CONCEPTS,
     FILLERS,
