@@ -12,6 +12,7 @@ this module only wires arguments to the stage functions and prints summaries.
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import logging
 import sys
 import time
@@ -141,8 +142,9 @@ def _run(args: argparse.Namespace, config: Config) -> int:
     results = run_stages(config, stages, artifact_root())
     for dataset, manifests in results.items():
         for stage, manifest in manifests.items():
-            print(f"{dataset:>12} {stage:<8} {manifest.path}  {_facts(manifest.info)}")
-            for video_id, why in manifest.info.get("bad_videos", {}).items():
+            facts = dataclasses.asdict(manifest.info)
+            print(f"{dataset:>12} {stage:<8} {manifest.path}  {_facts(facts)}")
+            for video_id, why in facts.get("bad_videos", {}).items():
                 print(f"{'':>12} {'':<8} bad video {video_id}: {why}")
     if "report" in results:
         print(f"report: {results['report']['report'].output('report')}")

@@ -10,11 +10,11 @@ dashboard's artifacts (progress, metric tables, the report) and stage logs forwa
 
 from __future__ import annotations
 
+import functools
 import json
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
 
 from prefect import flow, get_client, get_run_logger
 from prefect.deployments import run_deployment
@@ -32,6 +32,7 @@ from pipeline.runner import (
     run_stages,
     with_synthetic_data,
 )
+from pipeline.stage import StageInputs
 from storage.layout import Manifest, artifact_root
 
 SHARD_RUNNERS = {"decode": decode_shards_as_tasks, "extract": extract_shards_as_tasks}
@@ -57,9 +58,8 @@ def _executor(plan: _Plan):
     """Each stage call becomes a task run; GPU stages first run on the GPU pool when set."""
     execution = plan.settings.execution
 
-    def execute(
-        stage: str, label: str, function: StageFunction, arguments: dict[str, Any]
-    ) -> Manifest:
+    def execute(label: str, function: StageFunction, inputs: StageInputs) -> Manifest:
+        stage = inputs.stage
         rerun = stage in plan.rerun
         gpu = stage in execution.gpu_stages
         if gpu and execution.gpu_pool and stage not in plan.dispatched:
@@ -67,10 +67,10 @@ def _executor(plan: _Plan):
             plan.dispatched.add(stage)
             rerun = False  # the pool's run built it; here it is a cache hit
         if stage in SHARD_RUNNERS:  # fan out: one task run per shard
-            arguments = {**arguments, "shard_runner": SHARD_RUNNERS[stage]}
+            function = functools.partial(function, shard_runner=SHARD_RUNNERS[stage])
         task = bound_stage_task(plan.artifacts, stage, label, rerun)
         telemetry = execution.telemetry_interval_s if gpu else 0.0
-        manifest = task(stage, label, function, arguments, rerun, telemetry)
+        manifest = task(label, function, inputs, rerun, telemetry)
         plan.done.append(f"{stage}[{label}]")
         plan.progress.update(len(plan.done), plan.total)
         return manifest

@@ -1,9 +1,10 @@
 """Prefect tasks around the stage functions (DESIGN.md §3, §6).
 
-One task runs one stage call. Its cache key is the stage's own DESIGN.md key (`stage_key` probes
-the stage function for it), its result — the stage's small manifest, never arrays — is persisted
-under the artifact root, so a rerun against a fresh server database is all cache hits and the
-stage folders stay the single source of truth. Transient errors (I/O, lost connections, a killed
+One task runs one stage call. Its cache key is the stage's own DESIGN.md key, read from the
+stage's typed inputs (`inputs.key`: computed once, then kept for the stage run that follows). Its
+result — the stage's small manifest, never arrays — is persisted under the artifact root, so a
+rerun against a fresh server database is all cache hits and the stage folders stay the single
+source of truth. Transient errors (I/O, lost connections, a killed
 subprocess) are retried with back-off; a retried training stage resumes from its last checkpoint
 because its stage folder still holds them. Bad input (config, annotation, weights) is not
 retried: it would fail the same way again.
@@ -31,7 +32,7 @@ from pipeline.decode import DecodeTask, decode_shard
 from pipeline.extract import ShardWork
 from pipeline.progress import listening
 from pipeline.runner import StageFunction
-from pipeline.stage import rebuilding, stage_key
+from pipeline.stage import StageInputs, rebuilding
 from storage.layout import Manifest
 from storage.pool import ShardRecord
 
@@ -51,8 +52,8 @@ def _retry_transient(task: Task, task_run: Any, state: Any) -> bool:
 
 
 def _key(context: TaskRunContext, parameters: dict[str, Any]) -> str:
-    function, arguments = parameters["function"], parameters["arguments"]
-    return stage_key(lambda: function(**arguments))
+    inputs: StageInputs = parameters["inputs"]
+    return f"{inputs.stage}-{inputs.key}"
 
 
 @task(
@@ -64,10 +65,9 @@ def _key(context: TaskRunContext, parameters: dict[str, Any]) -> str:
     cache_result_in_memory=False,
 )
 def stage_task(
-    stage: str,
     label: str,
     function: StageFunction,
-    arguments: dict[str, Any],
+    inputs: StageInputs,
     rerun: bool,
     telemetry_s: float = 0.0,
 ) -> Manifest:
@@ -79,11 +79,11 @@ def stage_task(
 
     def show(what: str, done: int, total: int) -> None:  # one progress artifact per kind
         if what not in bars:
-            bars[what] = ProgressArtifact(f"{stage}[{label}]: {what}")
+            bars[what] = ProgressArtifact(f"{inputs.stage}[{label}]: {what}")
         bars[what].update(done, total)
 
     with telemetry, rebuild, listening(show):
-        return function(**arguments)
+        return function(inputs)
 
 
 def bound_stage_task(artifacts: Path, stage: str, label: str, rerun: bool) -> Task:

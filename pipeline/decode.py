@@ -20,14 +20,14 @@ from concurrent.futures import ProcessPoolExecutor, as_completed
 from dataclasses import asdict, dataclass
 from multiprocessing import get_context
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 import numpy as np
 import pandas as pd
 
 from pipeline import progress
 from pipeline.config import DecodeConfig, section_dict
-from pipeline.stage import StageResult, StageSpec, run_cached
+from pipeline.stage import DecodeInfo, IngestInfo, StageInputs, StageResult, run_cached
 from pipeline.video.decoders import ClipWriter, decode_video
 from storage.digests import code_digest, json_digest
 from storage.layout import Manifest, cache_key
@@ -57,6 +57,27 @@ STATUS_COLUMNS = [
 
 class DecodeStageError(RuntimeError):
     """Too many videos could not be decoded."""
+
+
+@dataclass(frozen=True, kw_only=True)
+class DecodeInputs(StageInputs):
+    """An ingested dataset's videos and the decode settings."""
+
+    stage: ClassVar[str] = "decode"
+    modules: ClassVar[tuple[str, ...]] = MODULES
+    info_type: ClassVar[type] = DecodeInfo
+
+    dataset: str
+    ingest: Manifest[IngestInfo]
+    config: DecodeConfig
+
+    def section(self) -> dict[str, Any]:
+        section = {"dataset": self.dataset, **section_dict(self.config)}
+        section.pop("workers")  # where the work runs, not what it produces
+        return section
+
+    def upstream(self) -> tuple[Manifest[Any], ...]:
+        return (self.ingest,)
 
 
 @dataclass(frozen=True)
@@ -173,24 +194,18 @@ ShardRunner = Callable[[list[DecodeTask], DecodeConfig], Iterable[ShardRecord]]
 
 
 def run_decode(
-    name: str,
-    ingest: Manifest,
-    config: DecodeConfig,
-    artifacts: Path,
-    shard_runner: ShardRunner | None = None,
-) -> Manifest:
+    inputs: DecodeInputs, shard_runner: ShardRunner | None = None
+) -> Manifest[DecodeInfo]:
     """Decode every video of an ingested dataset (cached; only new videos are decoded).
 
     `shard_runner` decodes the planned shards (default: `decode_shards`, a process per core); an
     orchestrator may pass its own, e.g. one task per shard. It does not change the cache key.
     """
-    section = {"dataset": name, **section_dict(config)}
-    section.pop("workers")
-    spec = StageSpec("decode", section, [ingest], MODULES)
+    name, config = inputs.dataset, inputs.config
 
-    def build(folder: Path) -> StageResult:
-        videos = read_table(ingest.output("videos"))
-        pool = decode_pool(artifacts, config)
+    def build(folder: Path) -> StageResult[DecodeInfo]:
+        videos = read_table(inputs.ingest.output("videos"))
+        pool = decode_pool(inputs.artifacts, config)
         pool.clean()
         records, tasks = plan_decode(videos, pool, config)
         log.info(
@@ -208,7 +223,7 @@ def run_decode(
         write_table(table, folder / "decode.parquet")
         return StageResult(outputs={"decode": "decode.parquet"}, info=_summary(name, table, config))
 
-    return run_cached(artifacts, spec, build)
+    return run_cached(inputs, build)
 
 
 def decode_shards(tasks: list[DecodeTask], config: DecodeConfig) -> Iterable[ShardRecord]:
@@ -253,20 +268,20 @@ def _with_progress(
         yield record
 
 
-def _summary(name: str, table: pd.DataFrame, config: DecodeConfig) -> dict[str, Any]:
+def _summary(name: str, table: pd.DataFrame, config: DecodeConfig) -> DecodeInfo:
     bad = table[table.status != "ok"]
-    return {
-        "dataset": name,
-        "videos": len(table),
-        "status_counts": {k: int(v) for k, v in table.status.value_counts().items()},
-        "seconds": int(table.n_seconds.sum()),
-        "bad_videos": {r.video_id: f"{r.status}: {r.error}" for r in bad.itertuples()},
-        "frames_per_second": config.frames_per_second,
-        "size": config.size,
-        "backend": config.backend,
-        "keep_frames": config.keep_frames,
-        "shards": sorted(set(table.shard_digest)),
-    }
+    return DecodeInfo(
+        dataset=name,
+        videos=len(table),
+        status_counts={k: int(v) for k, v in table.status.value_counts().items()},
+        seconds=int(table.n_seconds.sum()),
+        bad_videos={r.video_id: f"{r.status}: {r.error}" for r in bad.itertuples()},
+        frames_per_second=config.frames_per_second,
+        size=config.size,
+        backend=config.backend,
+        keep_frames=config.keep_frames,
+        shards=sorted(set(table.shard_digest)),
+    )
 
 
 def _fingerprint(row: dict[str, Any]) -> tuple:

@@ -14,8 +14,9 @@ import logging
 import os
 import time
 from collections.abc import Callable, Iterable, Iterator
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 import numpy as np
 import pandas as pd
@@ -23,8 +24,15 @@ import pandas as pd
 from models.s3dg import EMBEDDING_DIM
 from pipeline import progress
 from pipeline.config import DecodeConfig, ExtractConfig
-from pipeline.stage import StageResult, StageSpec, run_cached
-from pipeline.video.backbone import Backbone, embed_clips, load_backbone, weights_identity
+from pipeline.stage import DecodeInfo, ExtractInfo, StageInputs, StageResult, run_cached
+from pipeline.video.backbone import (
+    Backbone,
+    backbone_recipe,
+    embed_clips,
+    load_backbone,
+    weights_identity,
+    weights_path,
+)
 from pipeline.video.decoders import iter_clips
 from pipeline.video.probe import probe_video
 from storage.digests import code_digest
@@ -168,27 +176,45 @@ def run_groups_in_turn(
     return (work(group) for _, group in groups)
 
 
+@dataclass(frozen=True, kw_only=True)
+class ExtractInputs(StageInputs):
+    """A decoded dataset and the backbone settings; a weights file is a declared input."""
+
+    stage: ClassVar[str] = "extract"
+    modules: ClassVar[tuple[str, ...]] = MODULES
+    info_type: ClassVar[type] = ExtractInfo
+
+    dataset: str
+    decode: Manifest[DecodeInfo]
+    config: ExtractConfig
+
+    def section(self) -> dict[str, Any]:
+        clip = self.decode.info
+        recipe = backbone_recipe(self.config, clip.frames_per_second, clip.size)
+        return {"dataset": self.dataset, "init_seed": self.config.init_seed, "backbone": recipe}
+
+    def upstream(self) -> tuple[Manifest[Any], ...]:
+        return (self.decode,)
+
+    def files(self) -> dict[str, Path]:
+        return {"weights": weights_path(self.config)} if self.config.weights else {}
+
+
 def run_extract(
-    name: str,
-    decode: Manifest,
-    config: ExtractConfig,
-    artifacts: Path,
-    shard_runner: GroupRunner | None = None,
-) -> Manifest:
+    inputs: ExtractInputs, shard_runner: GroupRunner | None = None
+) -> Manifest[ExtractInfo]:
     """Embed every decoded second of a dataset (cached; only new frame shards are embedded).
 
     `shard_runner` runs the pending shards (default: in turn, here); an orchestrator may make
     each one a task. It does not change the cache key.
     """
-    clip = decode.info
-    identity = weights_identity(config, clip["frames_per_second"], clip["size"])
-    section = {"dataset": name, "weights": identity, "init_seed": config.init_seed}
-    spec = StageSpec("extract", section, [decode], MODULES)
+    name, config, decode = inputs.dataset, inputs.config, inputs.decode
 
-    def build(folder: Path) -> StageResult:
+    def build(folder: Path) -> StageResult[ExtractInfo]:
+        identity = weights_identity(config, decode.info.frames_per_second, decode.info.size)
         status = read_table(decode.output("decode"))
         usable = status[(status.status != "failed") & (status.n_seconds > 0)]
-        pool = extract_pool(artifacts, identity)
+        pool = extract_pool(inputs.artifacts, identity)
         pool.clean()
         started = time.perf_counter()
         records: dict[str, ShardRecord] = {}
@@ -214,19 +240,19 @@ def run_extract(
         elapsed = time.perf_counter() - started
         index = _index(usable, records, pool, folder)
         write_table(index, folder / "index.parquet")
-        info = {
-            "dataset": name,
-            "weights": identity,
-            "random_init": identity["random_init"],
-            "videos": len(index),
-            "seconds": int(index.n_seconds.sum()),
-            "embedded_seconds": embedded,
-            "embedded_per_second": round(embedded / elapsed, 2) if embedded else None,
-            "device": str(backbones[0].device) if backbones else None,
-        }
+        info = ExtractInfo(
+            dataset=name,
+            weights=identity,
+            random_init=identity["random_init"],
+            videos=len(index),
+            seconds=int(index.n_seconds.sum()),
+            embedded_seconds=embedded,
+            embedded_per_second=round(embedded / elapsed, 2) if embedded else None,
+            device=str(backbones[0].device) if backbones else None,
+        )
         return StageResult(outputs={"index": "index.parquet"}, info=info)
 
-    return run_cached(artifacts, spec, build)
+    return run_cached(inputs, build)
 
 
 def _extract_group(
@@ -249,11 +275,11 @@ def _extract_group(
         return extract_shard(name, videos, pool, backbone, config.batch_seconds, attrs)
 
 
-def decode_settings(decode: Manifest) -> DecodeConfig:
+def decode_settings(decode: Manifest[DecodeInfo]) -> DecodeConfig:
     """The decode settings a decode manifest was produced with (to decode the same clips)."""
     info = decode.info
     return DecodeConfig(
-        backend=info["backend"], frames_per_second=info["frames_per_second"], size=info["size"]
+        backend=info.backend, frames_per_second=info.frames_per_second, size=info.size
     )
 
 

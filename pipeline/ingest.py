@@ -1,10 +1,10 @@
 """Ingest stage: dataset root + adapter → `videos.parquet` and `pairs.parquet` (DESIGN.md §3).
 
-The stage's cache key covers the dataset's config section and a cheap fingerprint of its inputs:
-the sha256 of each annotation file the adapter reads and a digest of the video folder's listing
-(relative path, size, mtime in ns; no video is opened). Editing an annotation, adding, replacing or
-touching a video, or moving the dataset root therefore gives a new key; rerunning on unchanged
-inputs returns the existing manifest and writes nothing.
+The stage's key covers the dataset's config section, the adapter's annotation files (declared
+input files: their content digests) and a digest of the video folder's listing (relative path,
+size, mtime in ns; no video is opened). Editing an annotation, adding, replacing or touching a
+video, or moving the dataset root therefore gives a new key; rerunning on unchanged inputs
+returns the existing manifest and writes nothing.
 
 Adapters with task facts (`DatasetTables.extras`, e.g. MSR-VTT-QA's answer vocabulary) get them
 written to `task.json` (output "task"); the manifest's info holds a short summary
@@ -15,40 +15,69 @@ from __future__ import annotations
 
 import logging
 import os
-from dataclasses import asdict
+from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 import pandas as pd
 
 from pipeline.config import DatasetConfig
 from pipeline.datasets import annotation_files, load_dataset
 from pipeline.datasets.tables import find_video_files, video_folder
-from pipeline.stage import StageResult, StageSpec, run_cached
+from pipeline.stage import IngestInfo, StageInputs, StageResult, run_cached
 from storage.atomic import atomic_write_json
-from storage.digests import file_digest, json_digest
+from storage.digests import json_digest
 from storage.layout import Manifest, expand_path
 from storage.tables import write_table
 
 log = logging.getLogger(__name__)
 
-STAGE = "ingest"
-MODULES = ["pipeline.ingest", "pipeline.datasets", "storage"]
 VIDEOS_TABLE = "videos.parquet"
 PAIRS_TABLE = "pairs.parquet"
 TASK_FILE = "task.json"
 
 
-def run_ingest(name: str, config: DatasetConfig, artifacts: Path) -> Manifest:
-    """Index dataset `name` into `<artifacts>/ingest/<cache_key>/`, or return the cached index."""
-    root = dataset_root(name, config, artifacts)
-    section = {"dataset": name, **asdict(config), "fingerprint": fingerprint(config, root)}
-    spec = StageSpec(stage=STAGE, section=section, upstream=[], modules=MODULES)
+@dataclass(frozen=True, kw_only=True)
+class IngestInputs(StageInputs):
+    """One dataset on disk: its name in the config and its section."""
 
-    def build(folder: Path) -> StageResult:
-        return _build(name, config, root, folder)
+    stage: ClassVar[str] = "ingest"
+    modules: ClassVar[tuple[str, ...]] = ("pipeline.ingest", "pipeline.datasets", "storage")
+    info_type: ClassVar[type] = IngestInfo
 
-    return run_cached(artifacts, spec, build)
+    dataset: str
+    config: DatasetConfig
+
+    def root(self) -> Path:
+        return dataset_root(self.dataset, self.config, self.artifacts)
+
+    def section(self) -> dict[str, Any]:
+        root = self.root()
+        return {
+            "dataset": self.dataset,
+            **asdict(self.config),
+            "root": str(root),
+            "video_listing": video_listing(self.config, root),
+        }
+
+    def files(self) -> dict[str, Path]:
+        """The adapter's annotation files (each must exist), by their path under the root."""
+        root = self.root()
+        files = {}
+        for path in annotation_files(self.config, root):
+            if not path.is_file():
+                raise FileNotFoundError(
+                    f"{self.config.adapter} dataset at {root}: annotation file {path} does not "
+                    f"exist (config datasets.{self.dataset})"
+                )
+            files[os.path.relpath(path, root)] = path
+        return files
+
+
+def run_ingest(inputs: IngestInputs) -> Manifest[IngestInfo]:
+    """Index the dataset into `<artifacts>/ingest/<cache_key>/`, or return the cached index."""
+    root = inputs.root()
+    return run_cached(inputs, lambda folder: _build(inputs.dataset, inputs.config, root, folder))
 
 
 def dataset_root(name: str, config: DatasetConfig, artifacts: Path) -> Path:
@@ -62,21 +91,14 @@ def dataset_root(name: str, config: DatasetConfig, artifacts: Path) -> Path:
     return root
 
 
-def fingerprint(config: DatasetConfig, root: Path) -> dict[str, Any]:
-    """What the tables depend on besides the config: annotation digests and the video listing."""
-    annotations = {}
-    for path in annotation_files(config, root):
-        if not path.is_file():
-            raise FileNotFoundError(
-                f"{config.adapter} dataset at {root}: annotation file {path} does not exist"
-            )
-        annotations[str(path)] = file_digest(path)
+def video_listing(config: DatasetConfig, root: Path) -> str:
+    """A digest of the video folder's listing: relative path, size and mtime of every file."""
     folder = video_folder(config, root)
     listing = []
     for path in find_video_files(folder).values():
         stat = path.stat()
         listing.append((path.relative_to(folder).as_posix(), stat.st_size, stat.st_mtime_ns))
-    return {"root": str(root), "annotations": annotations, "videos": json_digest(sorted(listing))}
+    return json_digest(sorted(listing))
 
 
 def _build(name: str, config: DatasetConfig, root: Path, folder: Path) -> StageResult:
@@ -85,23 +107,23 @@ def _build(name: str, config: DatasetConfig, root: Path, folder: Path) -> StageR
     write_table(tables.pairs, folder / PAIRS_TABLE)
     if tables.dropped:
         log.warning("ingest %s: dropped %s", name, tables.dropped)
-    info = {
-        "dataset": name,
-        "adapter": config.adapter,
-        "task": config.task,
-        "root": str(root),
-        "annotation_dir": str(annotation_dir(config, root)),
-        "videos": len(tables.videos),
-        "pairs": len(tables.pairs),
-        "splits": _split_counts(tables.videos, tables.pairs),
-        "dropped": {reason: int(count) for reason, count in tables.dropped.items()},
-    }
     outputs = {"videos": VIDEOS_TABLE, "pairs": PAIRS_TABLE}
     if tables.extras:
         atomic_write_json(folder / TASK_FILE, tables.extras)
         outputs["task"] = TASK_FILE
-        info["task_facts"] = task_summary(tables.extras)
-    log.info("ingest %s: %d videos, %d pairs", name, info["videos"], info["pairs"])
+    info = IngestInfo(
+        dataset=name,
+        adapter=config.adapter,
+        task=config.task,
+        root=str(root),
+        annotation_dir=str(annotation_dir(config, root)),
+        videos=len(tables.videos),
+        pairs=len(tables.pairs),
+        splits=_split_counts(tables.videos, tables.pairs),
+        dropped={reason: int(count) for reason, count in tables.dropped.items()},
+        task_facts=task_summary(tables.extras) if tables.extras else {},
+    )
+    log.info("ingest %s: %d videos, %d pairs", name, info.videos, info.pairs)
     return StageResult(outputs=outputs, info=info)
 
 

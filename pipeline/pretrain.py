@@ -7,11 +7,19 @@ the symmetric NCE over in-batch pairs. The checkpoint initialises fine-tuning.
 from __future__ import annotations
 
 import logging
-from dataclasses import asdict
+from dataclasses import asdict, dataclass
 from pathlib import Path
+from typing import Any, ClassVar
 
 from pipeline.config import ModelConfig, PretrainConfig
-from pipeline.stage import StageResult, StageSpec, run_cached
+from pipeline.stage import (
+    ExtractInfo,
+    IngestInfo,
+    PretrainInfo,
+    StageInputs,
+    StageResult,
+    run_cached,
+)
 from pipeline.training.data import HowToClips
 from pipeline.training.fit import TRAINING_MODULES, fit, optim_section
 from pipeline.training.model_factory import build_model, load_tokenizer
@@ -22,31 +30,42 @@ from storage.tables import read_table
 
 log = logging.getLogger(__name__)
 
-MODULES = ("pipeline.pretrain", *TRAINING_MODULES)
+
+@dataclass(frozen=True, kw_only=True)
+class PretrainInputs(StageInputs):
+    """A HowTo100M-format corpus (its ingest and extract manifests) and the training settings."""
+
+    stage: ClassVar[str] = "pretrain"
+    modules: ClassVar[tuple[str, ...]] = ("pipeline.pretrain", *TRAINING_MODULES)
+    info_type: ClassVar[type] = PretrainInfo
+
+    config: PretrainConfig
+    model: ModelConfig
+    ingest: Manifest[IngestInfo]
+    extract: Manifest[ExtractInfo]
+
+    def section(self) -> dict[str, Any]:
+        return {
+            **asdict(self.config),
+            "optim": optim_section(self.config.optim),
+            "model": asdict(self.model),
+        }
+
+    def upstream(self) -> tuple[Manifest[Any], ...]:
+        return (self.ingest, self.extract)
 
 
-def run_pretrain(
-    config: PretrainConfig,
-    model_config: ModelConfig,
-    ingest: Manifest,
-    extract: Manifest,
-    artifacts: Path,
-) -> Manifest:
-    """Pretrain the encoders on the corpus ingested as `ingest` with features `extract`."""
-    section = {
-        **asdict(config),
-        "optim": optim_section(config.optim),
-        "model": asdict(model_config),
-    }
-    spec = StageSpec("pretrain", section, [ingest, extract], MODULES)
+def run_pretrain(inputs: PretrainInputs) -> Manifest[PretrainInfo]:
+    """Pretrain the encoders on the corpus's training captions."""
+    config, model_config = inputs.config, inputs.model
 
-    def build(folder: Path) -> StageResult:
-        pairs = read_table(ingest.output("pairs"))
+    def build(folder: Path) -> StageResult[PretrainInfo]:
+        pairs = read_table(inputs.ingest.output("pairs"))
         pairs = pairs[pairs.split == "train"]
         tokenizer = load_tokenizer(model_config.bert)
         dataset = HowToClips(
             pairs,
-            FeatureStore(extract.output("index")),
+            FeatureStore(inputs.extract.output("index")),
             tokenizer,
             config,
             model_config.max_video_len,
@@ -56,7 +75,8 @@ def run_pretrain(
         if len(dataset) == 0:
             raise ValueError(f"pretrain: dataset {config.dataset!r} has no training clips")
         model, facts = build_model(model_config)
-        info = {"dataset": config.dataset, "model": facts, "objective": "symmetric_nce"}
-        return fit(model, pretrain_objective(), dataset, config.optim, folder, info)
+        fitted = fit(model, pretrain_objective(), dataset, config.optim, folder)
+        info = PretrainInfo(config.dataset, facts, "symmetric_nce", fitted.training)
+        return StageResult(outputs=fitted.outputs, info=info)
 
-    return run_cached(artifacts, spec, build)
+    return run_cached(inputs, build)

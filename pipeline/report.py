@@ -1,397 +1,125 @@
-"""Report stage: report.md with the metric tables, training curves and frame strips (DESIGN.md §3).
+"""Report stage: report.md with the paper-style tables, training curves and frame strips.
 
-Reads only files written by earlier stages: evaluate's `metrics.json` and `frame_scores.h5` per
-fine-tuned variant, the training logs (`metrics.jsonl`), the evaluated dataset's `decode.parquet`
-and frame shards, and on synthetic data the ground-truth relevant seconds. Writes
-
-    report.md           title, backbone statement, Table-1-style retrieval tables (ours, tie-safe,
-                        and MMPT-compatible, each without and with DualSoftmax), selector precision
-    loss_curves.png     pretrain and fine-tune losses; FineCo's L1, L2 and all-positive share
-    strip-NN.png        paper Figure 3 in spirit: 1-fps thumbnails of a test clip, the frame
-                        selector's probability of each second as a bar, ground-truth seconds framed
-
-A thumbnail that cannot be read is drawn as a grey placeholder and noted; it never fails the report.
+Its inputs are the manifests of a run: per evaluated variant its finetune and evaluate stages,
+the pretrain stage (when the run pretrained) and the evaluated dataset's front end, plus one
+declared input file, the dataset's ground truth (synthetic sets only: the selector's precision and
+the framed seconds of the strips). The document itself is written by pipeline/reporting/.
 """
 
 from __future__ import annotations
 
-import json
 import logging
-from collections.abc import Mapping
-from dataclasses import asdict, dataclass, field
-from datetime import UTC, datetime
+from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
-import h5py
-import numpy as np
-import pandas as pd
-
-from pipeline.config import Config, ReportConfig
+from pipeline.config import ReportConfig
 from pipeline.datasets.synthetic import GROUND_TRUTH_FILE
-from pipeline.reporting.figures import (
-    Strip,
-    load_thumbnails,
-    plot_frame_strip,
-    plot_loss_curves,
+from pipeline.reporting.document import ReportSources, RunSources, write_report
+from pipeline.stage import (
+    DecodeInfo,
+    EvaluateInfo,
+    ExtractInfo,
+    FinetuneInfo,
+    IngestInfo,
+    PretrainInfo,
+    ReportInfo,
+    StageInputs,
+    StageResult,
+    run_cached,
 )
-from pipeline.reporting.paper import RETRIEVAL_COLUMNS
-from pipeline.reporting.tables import Run, results_markdown, sweep_markdown
-from pipeline.stage import StageResult, StageSpec, run_cached
-from pipeline.training.variants import variants
-from storage.atomic import atomic_write_text
 from storage.layout import Manifest
-from storage.tables import read_table
 
 log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
-class RunInputs:
-    """One fine-tuned variant: its evaluation outputs and training log."""
+class EvaluatedVariant:
+    """One fine-tuned and evaluated variant of the run."""
 
-    variant: str  # "fineco" or "baseline"
-    metrics_json: Path  # evaluate's metrics.json
-    frame_scores_h5: Path  # evaluate's frame_scores.h5
-    train_metrics: Path  # finetune's metrics.jsonl
-    settings: dict[str, Any]  # e.g. {"strategy": "fixed_k", "k": 50, "weight": 1.0}
-    fineco: dict[str, Any] = field(default_factory=dict)  # finetune info's whole FineCo section
+    variant: str
+    finetune: Manifest[FinetuneInfo]
+    evaluate: Manifest[EvaluateInfo]
 
 
-@dataclass(frozen=True)
-class ReportInputs:
-    config_name: str
-    runs: list[RunInputs]
-    pretrain_metrics: Path | None  # pretrain's metrics.jsonl
-    decode_table: Path  # decode.parquet of the evaluated dataset (video_id, path, shard, ...)
-    decode_folder: Path  # folder of decode.parquet; shard paths are relative to it
-    ground_truth: Path | None  # synthetic ground_truth.json; None for real data
-    s3d_random_init: bool  # from the extract manifest
-    dataset: str
+@dataclass(frozen=True, kw_only=True)
+class ReportInputs(StageInputs):
+    """Everything the report shows: the variants, the pretraining log and the test set."""
+
+    stage: ClassVar[str] = "report"
+    modules: ClassVar[tuple[str, ...]] = ("pipeline.report", "pipeline.reporting", "storage")
+    info_type: ClassVar[type] = ReportInfo
+
+    config_name: str  # the run's config, named in the title
+    config: ReportConfig
+    runs: tuple[EvaluatedVariant, ...]
+    pretrain: Manifest[PretrainInfo] | None
+    dataset: str  # the evaluated dataset and split
     split: str
-    pairs_table: Path | None = None  # ingest's pairs.parquet (pair_id, text): strip captions
-    adapter: str = ""  # the evaluated dataset's adapter and task: which paper table applies
-    task: str = "retrieval"
+    ingest: Manifest[IngestInfo]
+    decode: Manifest[DecodeInfo]
+    extract: Manifest[ExtractInfo]
+
+    def __post_init__(self) -> None:
+        if not self.runs:
+            raise ValueError("report: no evaluated variant to report on (run evaluate first)")
+
+    def section(self) -> dict[str, Any]:
+        return {"config": self.config_name, **asdict(self.config)}
+
+    def upstream(self) -> tuple[Manifest[Any], ...]:
+        runs = [manifest for run in self.runs for manifest in (run.finetune, run.evaluate)]
+        pretrain = [self.pretrain] if self.pretrain is not None else []
+        return (*runs, self.ingest, self.decode, self.extract, *pretrain)
+
+    def files(self) -> dict[str, Path]:
+        return {"ground_truth": Path(self.ingest.info.root) / GROUND_TRUTH_FILE}
 
 
-@dataclass(frozen=True)
-class FrameScores:
-    """evaluate's frame_scores.h5: frame j of pair i is video second start_s[i] + j."""
-
-    pair_ids: list[str]  # (V,)
-    video_ids: list[str]  # (V,)
-    offsets: np.ndarray  # (V+1,) int64
-    probabilities: np.ndarray  # (ΣK,) float32, softmax over each clip's frames
-    start_s: np.ndarray  # (V,) int64
-
-    def clip(self, pair_id: str) -> tuple[str, int, np.ndarray]:
-        """(video id, first second, probabilities (K,)) of one pair."""
-        i = self.pair_ids.index(pair_id)
-        start, stop = int(self.offsets[i]), int(self.offsets[i + 1])
-        return self.video_ids[i], int(self.start_s[i]), self.probabilities[start:stop]
-
-
-def write_report(inputs: ReportInputs, config: ReportConfig, folder: Path) -> list[str]:
-    """Write report.md and its PNG figures into `folder`; returns their paths relative to it."""
-    folder.mkdir(parents=True, exist_ok=True)
-    metrics = {run.variant: read_metrics(run.metrics_json) for run in inputs.runs}
-    runs = [Run(run.variant, run.fineco, metrics[run.variant]) for run in inputs.runs]
-    truth = json.loads(inputs.ground_truth.read_text()) if inputs.ground_truth else None
-
-    pretrain = read_training_log(inputs.pretrain_metrics) if inputs.pretrain_metrics else None
-    finetune = {run.variant: read_training_log(run.train_metrics) for run in inputs.runs}
-    plot_loss_curves(pretrain, finetune, folder / "loss_curves.png")
-    pngs = ["loss_curves.png"]
-
-    strips, strip_markdown = write_strips(inputs, config, truth, folder)
-    pngs += strips
-    sections = [
-        header_markdown(inputs, metrics),
-        results_markdown(inputs.adapter, inputs.task, runs),
-        sweep_markdown(inputs.adapter, inputs.task, runs),
-        precision_markdown(inputs.runs, metrics, truth is not None),
-        curves_markdown(inputs, pretrain, finetune),
-        strip_markdown,
-    ]
-    atomic_write_text(folder / "report.md", "\n\n".join(s for s in sections if s) + "\n")
-    return ["report.md", *pngs]
-
-
-# ---------------------------------------------------------------- reading earlier stages' files
-
-
-def read_metrics(path: Path) -> dict[str, Any]:
-    """evaluate's metrics.json, checked for the keys the report uses."""
-    metrics = json.loads(Path(path).read_text())
-    if metrics.get("task", "retrieval") in ("qa", "mc"):
-        if not isinstance(metrics.get("accuracy"), int | float):
-            raise ValueError(f"{path}: expected a numeric 'accuracy' for task {metrics['task']}")
-        return metrics
-    for key in ("plain", "dual_softmax"):
-        missing = [c for c in RETRIEVAL_COLUMNS if c not in (metrics.get(key) or {})]
-        if missing:
-            raise ValueError(
-                f"{path}: expected {key!r} with {RETRIEVAL_COLUMNS}, missing {missing}"
-            )
-    return metrics
-
-
-def read_training_log(path: Path) -> pd.DataFrame | None:
-    """metrics.jsonl as a frame (step, loss, lr, parts flattened to `part:<name>`), by step.
-
-    None when the file is absent; unreadable lines (a killed writer's last line) are skipped and a
-    step logged twice (a resumed run) keeps its last entry.
-    """
-    if not path.is_file():
-        log.warning("report: training log %s is missing", path)
-        return None
-    rows = []
-    for number, line in enumerate(path.read_text().splitlines(), start=1):
-        try:
-            entry = json.loads(line)
-        except json.JSONDecodeError:
-            log.warning("report: %s line %d is not JSON; skipped", path, number)
-            continue
-        if not isinstance(entry, dict) or "step" not in entry or "loss" not in entry:
-            continue
-        parts = {f"part:{k}": v for k, v in (entry.get("parts") or {}).items()}
-        rows.append({"step": entry["step"], "loss": entry["loss"], "lr": entry.get("lr"), **parts})
-    if not rows:
-        return None
-    frame = pd.DataFrame(rows).drop_duplicates("step", keep="last")
-    return frame.sort_values("step").reset_index(drop=True)
-
-
-def read_frame_scores(path: Path) -> FrameScores:
-    with h5py.File(path, "r") as handle:
-        scores = FrameScores(
-            pair_ids=list(handle["pair_ids"].asstr()[()]),
-            video_ids=list(handle["video_ids"].asstr()[()]),
-            offsets=handle["offsets"][()],
-            probabilities=handle["probabilities"][()],
-            start_s=handle["start_s"][()],
-        )
-    pairs = len(scores.pair_ids)
-    if len(scores.offsets) != pairs + 1 or scores.offsets[-1] != len(scores.probabilities):
-        raise ValueError(
-            f"{path}: expected offsets of length {pairs + 1} ending at "
-            f"{len(scores.probabilities)}, found {scores.offsets.tolist()[-3:]}"
-        )
-    return scores
-
-
-def read_captions(path: Path | None) -> dict[str, str]:
-    if path is None or not path.is_file():
-        return {}
-    pairs = read_table(path)
-    return dict(zip(pairs.pair_id.astype(str), pairs.text.astype(str)))
-
-
-# ---------------------------------------------------------------- markdown
-
-
-def header_markdown(inputs: ReportInputs, metrics: dict[str, dict[str, Any]]) -> str:
-    date = datetime.now(UTC).strftime("%Y-%m-%d")
-    if inputs.s3d_random_init:
-        backbone = (
-            "**S3D-G backbone: randomly initialised.** The video features come from a randomly "
-            "initialised S3D-G; numbers measure the pipeline, not the paper's model."
-        )
-    else:
-        backbone = "**S3D-G backbone: pretrained weights loaded** (features as in the paper)."
-    sizes = ", ".join(
-        f"{v}: {m.get('queries')} queries" + (f" × {m['videos']} videos" if m.get("videos") else "")
-        for v, m in metrics.items()
-    )
-    dropped = {v: m["dropped_pairs"] for v, m in metrics.items() if m.get("dropped_pairs")}
-    dropped_text = "".join(
-        f" {v}: test pairs left out {d} (their videos have no features)."
-        for v, d in dropped.items()
-    )
-    return (
-        f"# FineCo report — {inputs.config_name} ({date})\n\n{backbone}\n\n"
-        f"Evaluated on **{inputs.dataset}** split **{inputs.split}** ({sizes}).{dropped_text}"
-    )
-
-
-def precision_markdown(
-    runs: list[RunInputs], metrics: dict[str, dict[str, Any]], has_ground_truth: bool
-) -> str:
-    title = "## Frame-selector precision\n\n"
-    if not has_ground_truth:
-        return title + (
-            "Frame-selector precision is unavailable: this dataset has no ground-truth relevant "
-            "seconds (only the synthetic data records them)."
-        )
-    lines = [
-        "Share of the selector's top-k seconds that are ground-truth relevant, against the "
-        "share a random choice of k seconds would get.\n"
-    ]
-    for run in runs:
-        precision = metrics[run.variant].get("frame_precision")
-        if precision is None:
-            lines.append(f"- **{run.variant}**: not measured (no pair with ground truth).")
-            continue
-        ours, chance = precision["precision_at_k"], precision["random_expectation"]
-        line = (
-            f"- **{run.variant}**: precision@{precision['k']} = {100 * ours:.1f}% vs "
-            f"{100 * chance:.1f}% random expectation ({precision['pairs']} pairs)"
-        )
-        if run.variant == "baseline":
-            line += (
-                "; the baseline's frame selector is untrained (its objective has no frame loss), "
-                "so this is a chance-level reference"
-            )
-        lines.append(line + ".")
-    return title + "\n".join(lines)
-
-
-def curves_markdown(
-    inputs: ReportInputs, pretrain: pd.DataFrame | None, finetune: dict[str, pd.DataFrame | None]
-) -> str:
-    logs = {"pretrain": pretrain, **finetune} if inputs.pretrain_metrics else finetune
-    shown = ", ".join(name for name, frame in logs.items() if frame is not None) or "none"
-    missing = [name for name, frame in logs.items() if frame is None]
-    note = f" Missing or empty training log: {', '.join(missing)}." if missing else ""
-    return f"## Training curves\n\nLogs shown: {shown}.{note}\n\n![training loss](loss_curves.png)"
-
-
-# ---------------------------------------------------------------- loss curves
-
-
-# ---------------------------------------------------------------- frame strips (paper Figure 3)
-
-
-def write_strips(
-    inputs: ReportInputs, config: ReportConfig, truth: dict[str, Any] | None, folder: Path
-) -> tuple[list[str], str]:
-    """strip-NN.png for the first `config.strip_pairs` pair ids (sorted) of the fineco run."""
-    if not inputs.runs or config.strip_pairs == 0:
-        return [], ""
-    run = next((r for r in inputs.runs if r.variant == "fineco"), inputs.runs[0])
-    scores = read_frame_scores(run.frame_scores_h5)
-    videos, decode_problem = read_decode_rows(inputs.decode_table)
-    captions = read_captions(inputs.pairs_table)
-    framed = ", ground-truth relevant seconds framed in green" if truth is not None else ""
-    lines = [
-        "## Frame strips\n",
-        f"The first {config.strip_pairs} test pairs (sorted ids): 1-fps thumbnails (at most "
-        f"{config.strip_seconds} seconds) and under each the {run.variant} frame selector's "
-        f"probability of that second (softmax over the whole clip; dashed: uniform 1/K){framed}.",
-    ]
-    names = []
-    for number, pair_id in enumerate(sorted(set(scores.pair_ids))[: config.strip_pairs], 1):
-        video_id, start, probabilities = scores.clip(pair_id)
-        stop = start + min(len(probabilities), config.strip_seconds)
-        video = videos.get(video_id)
-        thumbnails, problem = load_thumbnails(video, video_id, inputs.decode_folder, start, stop)
-        if video is None and decode_problem:
-            problem = decode_problem
-        pair_truth = (truth or {}).get(pair_id)
-        strip = Strip(
-            title=captions.get(pair_id)
-            or f"(caption unavailable) {pair_truth['concept'] if pair_truth else pair_id}",
-            subtitle=f"pair {pair_id} · video {video_id} · seconds {start}–{stop - 1}"
-            f" (clip of {len(probabilities)} s) · {run.variant} selector",
-            seconds=list(range(start, stop)),
-            probabilities=probabilities[: stop - start],
-            clip_length=len(probabilities),
-            thumbnails=thumbnails,
-            relevant=set(pair_truth["seconds"]) if pair_truth else None,
-        )
-        name = f"strip-{number:02d}.png"
-        plot_frame_strip(strip, folder / name)
-        names.append(name)
-        lines.append(f"\n### {number}. {strip.title}\n\n{strip.subtitle}\n\n![{pair_id}]({name})")
-        if problem:
-            lines.append(f"\nThumbnails unavailable ({problem}); grey placeholders drawn.")
-    return names, "\n".join(lines)
-
-
-def read_decode_rows(path: Path) -> tuple[dict[str, dict[str, Any]], str]:
-    """decode.parquet rows by video id, and why there are none ("" when read)."""
-    try:
-        table = read_table(path)
-    except Exception as error:  # thumbnails only: never fail the report for them
-        log.warning("report: cannot read %s: %s", path, error)
-        return {}, f"cannot read {path}: {error}"
-    rows = table.to_dict("records")
-    return {str(row["video_id"]): row for row in rows}, ""
-
-
-# ---------------------------------------------------------------- the stage
-
-MODULES = (
-    "pipeline.report",
-    "pipeline.reporting.figures",
-    "pipeline.reporting.tables",
-    "pipeline.reporting.paper",
-    "storage",
-)
-
-
-def report_inputs(
-    config: Config, results: Mapping[str, Mapping[str, Manifest]]
-) -> tuple[ReportInputs, list[Manifest]]:
-    """What the report reads, from the manifests of a run; and those manifests (its upstream)."""
-    runs, upstream = [], []
-    for variant in variants(config.finetune):
-        stages = results.get(variant, {})
-        if "evaluate" not in stages:
-            continue
-        finetune, evaluate = stages["finetune"], stages["evaluate"]
-        fineco = finetune.info.get("fineco", {})
+def report_sources(inputs: ReportInputs) -> ReportSources:
+    """The files the report document reads, from the run's manifests."""
+    runs = []
+    for run in inputs.runs:
+        fineco = run.finetune.info.fineco
         settings = (
             {key: fineco[key] for key in ("strategy", "k", "ratio", "weight") if key in fineco}
             if fineco.get("enabled")
             else {"L1": "off (VideoCLIP)"}
         )
         runs.append(
-            RunInputs(
-                variant=variant,
-                metrics_json=evaluate.output("metrics"),
-                frame_scores_h5=evaluate.output("frame_scores"),
-                train_metrics=finetune.output("metrics"),
+            RunSources(
+                variant=run.variant,
+                metrics_json=run.evaluate.output("metrics"),
+                frame_scores_h5=run.evaluate.output("frame_scores"),
+                train_metrics=run.finetune.output("metrics"),
                 settings=settings,
                 fineco=dict(fineco),
             )
         )
-        upstream += [finetune, evaluate]
-    pretrain = results.get("pretrain", {}).get("pretrain")
-    test = results[config.evaluate.dataset]
-    truth = Path(test["ingest"].info["root"]) / GROUND_TRUTH_FILE
-    inputs = ReportInputs(
-        config_name=config.name,
+    truth = inputs.files()["ground_truth"]
+    return ReportSources(
+        config_name=inputs.config_name,
         runs=runs,
-        pretrain_metrics=pretrain.output("metrics") if pretrain else None,
-        decode_table=test["decode"].output("decode"),
-        decode_folder=Path(test["decode"].path),
+        pretrain_metrics=inputs.pretrain.output("metrics") if inputs.pretrain else None,
+        decode_table=inputs.decode.output("decode"),
+        decode_folder=Path(inputs.decode.path),
         ground_truth=truth if truth.is_file() else None,
-        s3d_random_init=bool(test["extract"].info.get("random_init")),
-        dataset=config.evaluate.dataset,
-        split=config.evaluate.split,
-        pairs_table=test["ingest"].output("pairs"),
-        adapter=str(test["ingest"].info.get("adapter", "")),
-        task=str(test["ingest"].info.get("task", "retrieval")),
+        s3d_random_init=inputs.extract.info.random_init,
+        dataset=inputs.dataset,
+        split=inputs.split,
+        pairs_table=inputs.ingest.output("pairs"),
+        adapter=inputs.ingest.info.adapter,
+        task=inputs.ingest.info.task,
     )
-    upstream += [test["ingest"], test["decode"], test["extract"]] + ([pretrain] if pretrain else [])
-    return inputs, upstream
 
 
-def run_report(
-    config: Config, results: Mapping[str, Mapping[str, Manifest]], artifacts: Path
-) -> Manifest:
+def run_report(inputs: ReportInputs) -> Manifest[ReportInfo]:
     """Write the report of a run whose evaluate stages are done (cached like every stage)."""
-    inputs, upstream = report_inputs(config, results)
-    if not inputs.runs:
-        raise ValueError("report: no evaluated variant to report on (run evaluate first)")
-    section = {"config": config.name, **asdict(config.report)}
-    spec = StageSpec("report", section, upstream, MODULES)
 
-    def build(folder: Path) -> StageResult:
-        written = write_report(inputs, config.report, folder)
+    def build(folder: Path) -> StageResult[ReportInfo]:
+        written = write_report(report_sources(inputs), inputs.config, folder)
         outputs = {"report": "report.md"} | {name: name for name in written if name != "report.md"}
         log.info("report: %s", folder / "report.md")
-        return StageResult(outputs=outputs, info={"figures": len(written) - 1})
+        return StageResult(outputs=outputs, info=ReportInfo(figures=len(written) - 1))
 
-    return run_cached(artifacts, spec, build)
+    return run_cached(inputs, build)

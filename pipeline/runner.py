@@ -1,9 +1,12 @@
 """Run pipeline stages in order for a config, without Prefect.
 
-Each stage is cached by its DESIGN.md §3 key, so asking for a later stage resolves its upstream
-from cache (or runs it, if it never completed) and a second run does no work. Results are grouped:
-one group per dataset (ingest, decode, extract), then `pretrain`, one group per fine-tuned variant
-(`fineco`, `baseline`: finetune, evaluate) and `report`.
+The runner is the one place that wires stages: for each stage call it builds the stage's typed
+inputs (its config section, the manifests of the stages it reads, the artifact root) and hands
+the stage function and those inputs to an executor, by default a direct call. Each stage is
+cached by its DESIGN.md §3 key, so asking for a later stage resolves its upstream from cache (or
+runs it, if it never completed) and a second run does no work. Results are grouped: one group
+per dataset (ingest, decode, extract), then `pretrain`, one group per fine-tuned variant
+(`fineco`, `baseline`, sweep points: finetune, evaluate) and `report`.
 """
 
 from __future__ import annotations
@@ -16,28 +19,32 @@ from typing import Any, Protocol
 
 from pipeline.config import STAGES, Config, ConfigError, DatasetConfig, OptimConfig
 from pipeline.datasets.synthetic import SYNTHETIC_SETS
-from pipeline.decode import run_decode
-from pipeline.extract import run_extract
-from pipeline.ingest import run_ingest
+from pipeline.decode import DecodeInputs, run_decode
+from pipeline.evaluate import EvaluateInputs, run_evaluate
+from pipeline.extract import ExtractInputs, run_extract
+from pipeline.finetune import FinetuneInputs, init_checkpoint_path, run_finetune
+from pipeline.ingest import IngestInputs, run_ingest
+from pipeline.pretrain import PretrainInputs, run_pretrain
+from pipeline.report import EvaluatedVariant, ReportInputs, run_report
+from pipeline.stage import StageInputs
+from pipeline.training.model_factory import resolve_bert
+from pipeline.training.variants import variant_settings
+from pipeline.video.backbone import weights_path
 from storage.layout import Manifest
 
 log = logging.getLogger(__name__)
 
-StageFunction = Callable[..., Manifest]
+StageFunction = Callable[[Any], Manifest[Any]]  # run_<stage>(inputs) -> its manifest
 
 
 class Executor(Protocol):
     """How a stage call is carried out: directly (default) or, e.g., as a Prefect task."""
 
-    def __call__(
-        self, stage: str, label: str, function: StageFunction, arguments: dict[str, Any]
-    ) -> Manifest: ...
+    def __call__(self, label: str, function: StageFunction, inputs: StageInputs) -> Manifest: ...
 
 
-def call_directly(
-    stage: str, label: str, function: StageFunction, arguments: dict[str, Any]
-) -> Manifest:
-    return function(**arguments)
+def call_directly(label: str, function: StageFunction, inputs: StageInputs) -> Manifest:
+    return function(inputs)
 
 
 FRONT_END = STAGES[:3]
@@ -118,29 +125,21 @@ def check_weight_files(config: Config, last: int, artifacts: Path) -> None:
     """Fail before any work when a weight file the requested stages need is missing, rather
     than after hours of decoding and extraction (each error names its config key)."""
     if last >= STAGES.index("extract") and config.extract.weights:
-        from pipeline.video.backbone import weights_path
-
         weights_path(config.extract)
     if last >= STAGES.index("pretrain"):
-        from pipeline.training.model_factory import resolve_bert
-
         resolve_bert(config.model.bert, need_weights=not config.model.random_init)
     if last >= STAGES.index("finetune"):
-        from pipeline.finetune import init_checkpoint_path
-
         init_checkpoint_path(config.finetune, artifacts)
 
 
 def planned_calls(config: Config, stages: Sequence[str]) -> int:
     """How many stage calls `run_stages(config, stages, ...)` makes (for progress bars)."""
-    from pipeline.training.variants import variants
-
     last = max(STAGES.index(stage) for stage in stages)
     calls = len(_front_end_datasets(config, last)) * (min(last, 2) + 1)
     if last >= STAGES.index("pretrain") and (config.finetune.from_pretrain or last == 3):
         calls += 1
     if last >= STAGES.index("finetune"):
-        calls += len(variants(config.finetune)) * (1 if last == 4 else 2)
+        calls += len(variant_settings(config.finetune)) * (1 if last == 4 else 2)
     return calls + (1 if last == STAGES.index("report") else 0)
 
 
@@ -148,15 +147,18 @@ def run_front_end(
     config: Config, name: str, last: str, artifacts: Path, execute: Executor = call_directly
 ) -> dict[str, Manifest]:
     """ingest → decode → extract of one dataset, up to `last`."""
-    common = {"name": name, "artifacts": artifacts}
-    ingest = {"config": config.datasets[name], **common}
-    manifests = {"ingest": execute("ingest", name, run_ingest, ingest)}
+    ingest = IngestInputs(artifacts=artifacts, dataset=name, config=config.datasets[name])
+    manifests = {"ingest": execute(name, run_ingest, ingest)}
     if last in ("decode", "extract"):
-        decode = {"ingest": manifests["ingest"], "config": config.decode, **common}
-        manifests["decode"] = execute("decode", name, run_decode, decode)
+        decode = DecodeInputs(
+            artifacts=artifacts, dataset=name, ingest=manifests["ingest"], config=config.decode
+        )
+        manifests["decode"] = execute(name, run_decode, decode)
     if last == "extract":
-        extract = {"decode": manifests["decode"], "config": config.extract, **common}
-        manifests["extract"] = execute("extract", name, run_extract, extract)
+        extract = ExtractInputs(
+            artifacts=artifacts, dataset=name, decode=manifests["decode"], config=config.extract
+        )
+        manifests["extract"] = execute(name, run_extract, extract)
     return manifests
 
 
@@ -179,52 +181,58 @@ def _run_learning(
     config: Config, last: str, artifacts: Path, results: Results, execute: Executor
 ) -> None:
     """pretrain → finetune (each variant) → evaluate (each variant) → report, up to `last`."""
-    from pipeline.evaluate import run_evaluate
-    from pipeline.finetune import run_finetune
-    from pipeline.pretrain import run_pretrain
-    from pipeline.training.variants import variants
-
     pretrain = None
     if config.finetune.from_pretrain or last == "pretrain":
         source = results[config.pretrain.dataset]
-        arguments = {
-            "config": config.pretrain,
-            "model_config": config.model,
-            "ingest": source["ingest"],
-            "extract": source["extract"],
-            "artifacts": artifacts,
-        }
-        pretrain = execute("pretrain", config.pretrain.dataset, run_pretrain, arguments)
+        inputs = PretrainInputs(
+            artifacts=artifacts,
+            config=config.pretrain,
+            model=config.model,
+            ingest=source["ingest"],
+            extract=source["extract"],
+        )
+        pretrain = execute(config.pretrain.dataset, run_pretrain, inputs)
         results["pretrain"] = {"pretrain": pretrain}
     if last == "pretrain":
         return
     train_set, test_set = results[config.finetune.dataset], results[config.evaluate.dataset]
-    for variant in variants(config.finetune):
-        arguments = {
-            "config": config.finetune,
-            "variant": variant,
-            "model_config": config.model,
-            "ingest": train_set["ingest"],
-            "extract": train_set["extract"],
-            "pretrain": pretrain,
-            "artifacts": artifacts,
-        }
-        finetune = execute("finetune", variant, run_finetune, arguments)
+    evaluated = []
+    for variant, settings in variant_settings(config.finetune).items():
+        tuning = FinetuneInputs(
+            artifacts=artifacts,
+            variant=variant,
+            config=settings,
+            model=config.model,
+            ingest=train_set["ingest"],
+            extract=train_set["extract"],
+            pretrain=pretrain,
+        )
+        finetune = execute(variant, run_finetune, tuning)
         results[variant] = {"finetune": finetune}
         if last == "finetune":
             continue
-        arguments = {
-            "config": config.evaluate,
-            "variant": variant,
-            "model_config": config.model,
-            "finetune": finetune,
-            "ingest": test_set["ingest"],
-            "extract": test_set["extract"],
-            "artifacts": artifacts,
-        }
-        results[variant]["evaluate"] = execute("evaluate", variant, run_evaluate, arguments)
+        scoring = EvaluateInputs(
+            artifacts=artifacts,
+            variant=variant,
+            config=config.evaluate,
+            model=config.model,
+            finetune=finetune,
+            ingest=test_set["ingest"],
+            extract=test_set["extract"],
+        )
+        results[variant]["evaluate"] = execute(variant, run_evaluate, scoring)
+        evaluated.append(EvaluatedVariant(variant, finetune, results[variant]["evaluate"]))
     if last == "report":
-        from pipeline.report import run_report
-
-        arguments = {"config": config, "results": results, "artifacts": artifacts}
-        results["report"] = {"report": execute("report", config.name, run_report, arguments)}
+        inputs = ReportInputs(
+            artifacts=artifacts,
+            config_name=config.name,
+            config=config.report,
+            runs=tuple(evaluated),
+            pretrain=pretrain,
+            dataset=config.evaluate.dataset,
+            split=config.evaluate.split,
+            ingest=test_set["ingest"],
+            decode=test_set["decode"],
+            extract=test_set["extract"],
+        )
+        results["report"] = {"report": execute(config.name, run_report, inputs)}

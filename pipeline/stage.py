@@ -1,25 +1,37 @@
-"""Run a stage at most once per cache key: the idempotence rule of DESIGN.md §3.
+"""Stages as typed functions: declared inputs, one cache key, run at most once (DESIGN.md §3).
 
-`run_cached` computes the stage's key, returns the existing manifest when the stage folder is
-complete, and otherwise calls `build(folder)`, digests the outputs it names and writes the
-manifest last. The same call works from a test, the CLI or a Prefect task.
+A stage is a plain function over one frozen inputs object, a `StageInputs` subclass that names
+the stage, the code it runs and the type of its manifest's facts, and holds what the stage reads:
+its config section, the manifests of its upstream stages and its declared input files (the
+annotation, ground-truth or weights files it opens besides upstream outputs). `stage_key(inputs)`
+is the one function that makes a cache key, from exactly those and the source of the code,
+without running the stage; `inputs.key` keeps it, so an orchestrator that asks for the key first
+(Prefect's `cache_key_fn`) and the stage that then runs compute it once. Editing a declared file
+re-keys the stages that declare it and no other.
 
-Two context managers serve orchestrators without changing any stage's signature:
-`stage_key(call)` returns the key a stage call would use, without running it (Prefect's
-`cache_key_fn`); `rebuilding()` makes the calls inside it build again even when complete (a
-user-requested rerun; the old folder is kept beside the new one as `<key>.replaced-<time>`).
+`run_cached(inputs, build)` returns the existing manifest when the stage folder is complete;
+otherwise it calls `build(folder)`, digests the outputs it names and writes the manifest last.
+Inside `rebuilding()` a complete stage is built again (a user-requested rerun; the old folder is
+kept beside the new one as `<key>.replaced-<time>`).
+
+The `*Info` classes at the end are the stages' contract (DESIGN.md §3 table): the typed facts each
+stage records in its manifest and later stages read (`ingest.info.task`, `decode.info.size`);
+a manifest is read back into its stage's class.
 """
 
 from __future__ import annotations
 
 import contextlib
+import functools
 import logging
 import time
-from collections.abc import Callable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator
 from contextvars import ContextVar
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar, Generic, TypeVar
+
+from pydantic import TypeAdapter
 
 from storage.atomic import remove_stale_temporaries
 from storage.digests import code_digest, file_digest, json_digest
@@ -27,58 +39,58 @@ from storage.layout import Manifest, cache_key, read_manifest, stage_dir, write_
 
 log = logging.getLogger(__name__)
 
+Info = TypeVar("Info")
+
 
 @dataclass(frozen=True)
-class StageResult:
-    """What a stage's build function hands back: its output files and facts for the manifest."""
+class StageResult(Generic[Info]):
+    """What a stage's build function hands back: its output files and its typed facts."""
 
     outputs: dict[str, str]  # output name → path relative to the stage folder
-    info: dict[str, Any] = field(default_factory=dict)
+    info: Info
     digests: dict[str, str] = field(default_factory=dict)  # precomputed digests (skip hashing)
 
 
-@dataclass(frozen=True)
-class StageSpec:
-    """Identity of one stage run: everything its cache key is made of."""
+@dataclass(frozen=True, kw_only=True)
+class StageInputs:
+    """Everything one stage run reads; subclasses add their fields and say what is keyed."""
 
-    stage: str
-    section: Mapping[str, Any]  # the resolved config section (plain JSON-able data)
-    upstream: Sequence[Manifest]
-    modules: Sequence[str]  # modules whose source is part of the key
+    stage: ClassVar[str]  # the stage's name: its folder under the artifact root
+    modules: ClassVar[tuple[str, ...]]  # the code the stage runs (module or package names)
+    info_type: ClassVar[type]  # the class of its manifest's facts
 
+    artifacts: Path  # the artifact root
+
+    def section(self) -> dict[str, Any]:
+        """The config values (plain JSON-able data) that decide the stage's outputs."""
+        raise NotImplementedError
+
+    def upstream(self) -> tuple[Manifest[Any], ...]:
+        """The manifests of the stages whose outputs this stage reads."""
+        return ()
+
+    def files(self) -> dict[str, Path]:
+        """Declared input files by role; a file that does not exist is keyed as absent."""
+        return {}
+
+    @functools.cached_property
     def key(self) -> str:
-        return cache_key(
-            self.stage,
-            self.section,
-            [m.digest for m in self.upstream],
-            code_digest(self.modules),
-        )
+        """This run's cache key (computed once per inputs object)."""
+        return stage_key(self)
 
 
-_PROBE: ContextVar[bool] = ContextVar("fineco_stage_key_probe", default=False)
+def stage_key(inputs: StageInputs) -> str:
+    """The DESIGN.md §3 cache key of a stage run, from its declared inputs alone."""
+    files = {
+        role: file_digest(path) if path.is_file() else None
+        for role, path in sorted(inputs.files().items())
+    }
+    upstream = [manifest.digest for manifest in inputs.upstream()]
+    code = code_digest(inputs.modules)
+    return cache_key(inputs.stage, inputs.section(), upstream, code, files)
+
+
 _REBUILD: ContextVar[bool] = ContextVar("fineco_stage_rebuild", default=False)
-
-
-class _KeyFound(Exception):  # control flow of stage_key only; never escapes it
-    def __init__(self, stage: str, key: str) -> None:
-        super().__init__(f"{stage}-{key}")
-        self.stage_key = f"{stage}-{key}"
-
-
-def stage_key(call: Callable[[], object]) -> str:
-    """`<stage>-<cache key>` of a stage call (`lambda: run_decode(...)`), without running it.
-
-    The call runs only up to the point where its key is known (its cheap input fingerprints
-    included), so the key is exactly the one `run_cached` uses.
-    """
-    token = _PROBE.set(True)
-    try:
-        call()
-    except _KeyFound as found:
-        return found.stage_key
-    finally:
-        _PROBE.reset(token)
-    raise RuntimeError("stage_key: the call never reached run_cached")
 
 
 @contextlib.contextmanager
@@ -91,35 +103,141 @@ def rebuilding() -> Iterator[None]:
         _REBUILD.reset(token)
 
 
-def run_cached(root: Path, spec: StageSpec, build: Callable[[Path], StageResult]) -> Manifest:
-    """Return the manifest of `spec`, building the stage first if it never completed."""
-    key = spec.key()
-    if _PROBE.get():
-        raise _KeyFound(spec.stage, key)
-    folder = stage_dir(root, spec.stage, key)
-    done = read_manifest(folder)
+@functools.cache
+def _parser(info_type: type) -> Callable[[Any], Any]:
+    return TypeAdapter(info_type).validate_python
+
+
+def read_stage_manifest(folder: Path, info_type: type[Info]) -> Manifest[Info] | None:
+    """The manifest of a complete stage folder with its facts as `info_type`, or None."""
+    return read_manifest(folder, _parser(info_type))
+
+
+def run_cached(inputs: StageInputs, build: Callable[[Path], StageResult[Info]]) -> Manifest[Info]:
+    """Return the manifest of `inputs`' stage run, building it first if it never completed."""
+    key = inputs.key
+    folder = stage_dir(inputs.artifacts, inputs.stage, key)
+    done = read_stage_manifest(folder, inputs.info_type)
     if done is not None and _REBUILD.get():
         replaced = folder.with_name(f"{key}.replaced-{time.strftime('%Y%m%dT%H%M%S')}")
         folder.rename(replaced)
-        log.info("%s: rerun requested; the previous result moved to %s", spec.stage, replaced)
+        log.info("%s: rerun requested; the previous result moved to %s", inputs.stage, replaced)
         done = None
     if done is not None:
-        log.info("%s: cached (%s)", spec.stage, folder)
+        log.info("%s: cached (%s)", inputs.stage, folder)
         return done
     folder.mkdir(parents=True, exist_ok=True)
     remove_stale_temporaries(folder)
-    log.info("%s: running into %s", spec.stage, folder)
+    log.info("%s: running into %s", inputs.stage, folder)
     result = build(folder)
+    if not isinstance(result.info, inputs.info_type):
+        raise TypeError(
+            f"{inputs.stage}: the build returned {type(result.info).__name__} facts, "
+            f"expected {inputs.info_type.__name__}"
+        )
     output_digests = {
         name: result.digests.get(name) or file_digest(folder / relative)
         for name, relative in result.outputs.items()
     }
     manifest = Manifest(
-        stage=spec.stage,
+        stage=inputs.stage,
         cache_key=key,
         path=str(folder),
         digest=json_digest(output_digests),
         outputs=dict(result.outputs),
-        info={**result.info, "output_digests": output_digests},
+        info=result.info,
+        output_digests=output_digests,
     )
     return write_manifest(folder, manifest)
+
+
+# ---------------------------------------------------------------- what each stage records
+
+
+@dataclass(frozen=True)
+class IngestInfo:
+    dataset: str
+    adapter: str
+    task: str  # retrieval, qa or mc: decides the pairs' columns and the evaluation protocol
+    root: str  # the dataset root (absolute)
+    annotation_dir: str  # the folder holding the annotation files
+    videos: int
+    pairs: int
+    splits: dict[str, dict[str, int]]  # split → {"videos": n, "pairs": m}
+    dropped: dict[str, int]  # reason → records left out
+    task_facts: dict[str, Any] = field(default_factory=dict)  # task.json summarised
+
+
+@dataclass(frozen=True)
+class DecodeInfo:
+    dataset: str
+    videos: int
+    status_counts: dict[str, int]  # ok / truncated / failed → videos
+    seconds: int  # one-second clips decoded
+    bad_videos: dict[str, str]  # video id → "status: reason"
+    frames_per_second: int
+    size: int
+    backend: str
+    keep_frames: bool
+    shards: list[str]  # content digests of the frame shards used
+
+
+@dataclass(frozen=True)
+class ExtractInfo:
+    dataset: str
+    weights: dict[str, Any]  # the backbone's identity: file digest, or seed and calibration
+    random_init: bool
+    videos: int
+    seconds: int
+    embedded_seconds: int  # embedded by this run (the rest came from the pool)
+    embedded_per_second: float | None
+    device: str | None  # None when every shard came from the pool
+
+
+@dataclass(frozen=True)
+class TrainingFacts:
+    """What the training loop did (pretrain and finetune alike)."""
+
+    steps: int
+    steps_per_epoch: int
+    train_seconds: float
+    resumed_from_step: int | None  # None for a run that started fresh
+    items: int  # training items (pairs or sampled clips) per epoch
+
+
+@dataclass(frozen=True)
+class PretrainInfo:
+    dataset: str
+    model: dict[str, Any]  # build_model's facts: bert, sizes, parameters
+    objective: str
+    training: TrainingFacts
+
+
+@dataclass(frozen=True)
+class FinetuneInfo:
+    dataset: str
+    variant: str
+    task: str
+    model: dict[str, Any]
+    started_from: str  # "bert", the pretrain stage folder or a VideoCLIP checkpoint path
+    fineco: dict[str, Any]  # the variant's FineCo section (enabled false: the baseline)
+    objective: str
+    dropped_pairs: dict[str, int]
+    training: TrainingFacts
+    warm_start: dict[str, Any] | None = None  # what a VideoCLIP checkpoint gave
+    answers: int | None = None  # QA: the answer vocabulary's size
+    answer_coverage: dict[str, float | None] | None = None  # QA: train/test answers covered
+
+
+@dataclass(frozen=True)
+class EvaluateInfo:
+    variant: str
+    task: str
+    protocol: str
+    plain: dict[str, float] | None = None  # retrieval: R@1/5/10, MedR, MeanR without DS
+    accuracy: float | None = None  # QA and multiple choice
+
+
+@dataclass(frozen=True)
+class ReportInfo:
+    figures: int

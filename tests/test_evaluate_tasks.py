@@ -15,6 +15,7 @@ import numpy as np
 import pandas as pd
 import pytest
 import torch
+from manifests import extract_manifest, finetune_info, hand_manifest, ingest_info
 from safetensors.torch import load_file, save_model
 from tiny_model import FEATURE_DIM as DIM
 from tiny_model import TINY_MODEL as MODEL
@@ -24,7 +25,7 @@ from models.video_encoder import VideoEncoderOutput
 from models.videoclip import attach_answer_head
 from pipeline.config import EvaluateConfig
 from pipeline.datasets import didemo
-from pipeline.evaluate import run_evaluate
+from pipeline.evaluate import EvaluateInputs, run_evaluate
 from pipeline.evaluation.protocols import (
     candidate_list,
     clip_targets,
@@ -38,7 +39,6 @@ from pipeline.training.data import tokenize
 from pipeline.training.model_factory import build_model, load_tokenizer
 from storage.features import FeatureStore
 from storage.layout import Manifest
-from storage.shards import FeatureShardWriter
 from storage.tables import read_table, write_table
 
 EVALUATE = EvaluateConfig(dataset="hand", split="test", batch_size=3, device="cpu")
@@ -54,21 +54,7 @@ WHOLE = 1e9  # a whole-video pair's end_s, as the adapters write it
 
 def write_features(folder: Path, videos: dict[str, np.ndarray]) -> Manifest:
     """An extract manifest over one shard holding the given (n_seconds, 512) features."""
-    folder.mkdir(parents=True, exist_ok=True)
-    with FeatureShardWriter(folder / "shards" / "features-00000.h5", dim=DIM) as writer:
-        for video_id, rows in videos.items():
-            writer.add(video_id, rows.astype(np.float32))
-        writer.commit()
-    index = pd.DataFrame(
-        {
-            "video_id": list(videos),
-            "shard": ["shards/features-00000.h5"] * len(videos),
-            "row": list(range(len(videos))),
-            "n_seconds": [len(rows) for rows in videos.values()],
-        }
-    )
-    write_table(index, folder / "index.parquet")
-    return Manifest("extract", "hand", str(folder), "hand-features", {"index": "index.parquet"})
+    return extract_manifest(folder, videos)
 
 
 def random_features(seconds: dict[str, int]) -> dict[str, np.ndarray]:
@@ -107,13 +93,8 @@ def write_ingest(
     if extras is not None:
         (folder / "task.json").write_text(json.dumps(extras))
         outputs["task"] = "task.json"
-    info = {
-        "task": task,
-        "adapter": adapter,
-        "root": str(folder),
-        "annotation_dir": str(annotation_dir or folder),
-    }
-    return Manifest("ingest", "hand", str(folder), f"hand-{task}-{adapter}", outputs, info)
+    info = ingest_info(folder, task, adapter, annotation_dir)
+    return hand_manifest("ingest", folder, outputs, info)
 
 
 def write_weights(folder: Path, answers: int = 0, favourite: int = 0) -> Manifest:
@@ -127,18 +108,23 @@ def write_weights(folder: Path, answers: int = 0, favourite: int = 0) -> Manifes
             head.mlp[3].weight.zero_()
             head.mlp[3].bias.copy_(torch.nn.functional.one_hot(torch.tensor(favourite), answers))
     save_model(model, str(folder / "model.safetensors"))
-    return Manifest(
-        "finetune", "hand", str(folder), "hand-weights", {"weights": "model.safetensors"}
-    )
+    return hand_manifest("finetune", folder, {"weights": "model.safetensors"}, finetune_info())
 
 
 def evaluate(tmp_path: Path, ingest: Manifest, extract: Manifest, finetune: Manifest) -> dict:
-    manifest = run_evaluate(
-        EVALUATE, "fineco", MODEL, finetune, ingest, extract, tmp_path / "artifacts"
+    inputs = EvaluateInputs(
+        artifacts=tmp_path / "artifacts",
+        variant="fineco",
+        config=EVALUATE,
+        model=MODEL,
+        finetune=finetune,
+        ingest=ingest,
+        extract=extract,
     )
+    manifest = run_evaluate(inputs)
     metrics = json.loads(manifest.output("metrics").read_text())
     assert manifest.output("frame_scores").is_file()
-    assert manifest.info["variant"] == "fineco" and manifest.info["task"] == metrics["task"]
+    assert manifest.info.variant == "fineco" and manifest.info.task == metrics["task"]
     return {"manifest": manifest, "metrics": metrics}
 
 
@@ -228,7 +214,7 @@ def test_run_evaluate_multi_sentence(tmp_path: Path) -> None:
     assert "moments" not in metrics
     ranks = read_table(result["manifest"].output("ranks"))
     assert len(ranks) == 6 and ranks["rank"].between(1, 3).all()
-    assert result["manifest"].info["plain"] == metrics["plain"]
+    assert result["manifest"].info.plain == metrics["plain"]
 
 
 # --- DiDeMo moments -------------------------------------------------------------------------------
@@ -363,7 +349,7 @@ def test_run_evaluate_qa(tmp_path: Path) -> None:
     assert metrics["accuracy"] == pytest.approx(50.0)  # qa0, qa2 right; qa1 wrong; qa3 OOV
     assert (metrics["questions"], metrics["queries"], metrics["answers"]) == (4, 4, 3)
     assert metrics["out_of_vocabulary_share"] == pytest.approx(0.25)
-    assert result["manifest"].info["accuracy"] == metrics["accuracy"]
+    assert result["manifest"].info.accuracy == metrics["accuracy"]
     predictions = read_table(result["manifest"].output("predictions"))
     assert predictions["pair_id"].tolist() == ["qa0", "qa1", "qa2", "qa3"]
     assert predictions["predicted"].tolist() == ["dog"] * 4

@@ -64,7 +64,7 @@ def test_features_have_one_row_per_whole_second(artifacts: Path) -> None:
             assert features.dtype == np.float16
             norms = np.linalg.norm(features.astype(np.float32), axis=1)
             np.testing.assert_allclose(norms, 1.0, atol=2e-3)
-    assert results["youcook2"]["extract"].info["random_init"] is True
+    assert results["youcook2"]["extract"].info.random_init is True
 
 
 def test_second_run_does_no_work(artifacts: Path) -> None:
@@ -89,8 +89,8 @@ def test_adding_a_video_extracts_only_the_new_one(artifacts: Path) -> None:
     second = run_stages(config, FRONT_END, artifacts)["howto100m"]
     assert second["extract"].path != first["extract"].path
     new_seconds = FeatureStore(second["extract"].output("index")).n_seconds(new_id)
-    assert second["extract"].info["embedded_seconds"] == new_seconds
-    assert second["decode"].info["videos"] == first["decode"].info["videos"] + 1
+    assert second["extract"].info.embedded_seconds == new_seconds
+    assert second["decode"].info.videos == first["decode"].info.videos + 1
 
 
 def test_too_many_bad_videos_fail_and_keep_finished_shards(artifacts: Path) -> None:
@@ -101,7 +101,7 @@ def test_too_many_bad_videos_fail_and_keep_finished_shards(artifacts: Path) -> N
     assert pools, "finished shards are kept for the next run"
     relaxed = load_config("tiny", ["decode.max_bad_share=0.5"])
     decode = run_stages(relaxed, ["decode"], artifacts)["youcook2"]["decode"]
-    assert decode.info["status_counts"]["failed"] == 1
+    assert decode.info.status_counts["failed"] == 1
 
 
 def test_cli_runs_a_folder_of_videos(artifacts: Path, monkeypatch: pytest.MonkeyPatch) -> None:
@@ -121,8 +121,8 @@ def test_cli_reports_config_errors(caplog: pytest.LogCaptureFixture) -> None:
 def test_decord_backend_runs_the_stage(artifacts: Path) -> None:
     config: Config = load_config("tiny", ["decode.backend=decord"])
     decode = run_stages(config, ["decode"], artifacts)["howto100m"]["decode"]
-    assert decode.info["backend"] == "decord"
-    assert decode.info["status_counts"] == {"ok": 2}
+    assert decode.info.backend == "decord"
+    assert decode.info.status_counts == {"ok": 2}
 
 
 def test_without_kept_frames_features_match(artifacts: Path) -> None:
@@ -134,8 +134,8 @@ def test_without_kept_frames_features_match(artifacts: Path) -> None:
     assert set(status.shard) == {""}
     pools = {p.parent for p in (artifacts / "decode").glob("pool-*/frames-*.json")}
     assert len(pools) == 2 and sum(1 for p in pools if not list(p.glob("*.h5"))) == 1
-    assert streamed["extract"].info["embedded_seconds"] == status.n_seconds.sum()
-    assert streamed["decode"].info["status_counts"] == kept["decode"].info["status_counts"]
+    assert streamed["extract"].info.embedded_seconds == status.n_seconds.sum()
+    assert streamed["decode"].info.status_counts == kept["decode"].info.status_counts
     kept_store = FeatureStore(kept["extract"].output("index"))
     streamed_store = FeatureStore(streamed["extract"].output("index"))
     assert sorted(streamed_store.video_ids) == sorted(kept_store.video_ids)

@@ -9,7 +9,9 @@ import pytest
 
 from pipeline.config import DatasetConfig
 from pipeline.datasets.tables import PAIR_COLUMNS, VIDEO_COLUMNS
-from pipeline.ingest import run_ingest
+from pipeline.ingest import IngestInputs, run_ingest
+from pipeline.stage import IngestInfo
+from storage.layout import Manifest
 from storage.tables import read_table
 
 CAPTIONS = {
@@ -35,11 +37,15 @@ def artifacts(tmp_path: Path) -> Path:
 CONFIG = DatasetConfig(adapter="howto100m", root="{artifacts}/how2")
 
 
+def ingest(name: str, config: DatasetConfig, artifacts: Path) -> Manifest[IngestInfo]:
+    return run_ingest(IngestInputs(artifacts=artifacts, dataset=name, config=config))
+
+
 def test_second_run_is_cached(artifacts: Path) -> None:
-    first = run_ingest("how2", CONFIG, artifacts)
+    first = ingest("how2", CONFIG, artifacts)
     videos_path = first.output("videos")
     written = videos_path.stat().st_mtime_ns
-    second = run_ingest("how2", CONFIG, artifacts)
+    second = ingest("how2", CONFIG, artifacts)
     assert second.cache_key == first.cache_key
     assert second == first
     assert videos_path.stat().st_mtime_ns == written
@@ -47,21 +53,21 @@ def test_second_run_is_cached(artifacts: Path) -> None:
 
 
 def test_manifest_info(artifacts: Path) -> None:
-    manifest = run_ingest("how2", CONFIG, artifacts)
+    manifest = ingest("how2", CONFIG, artifacts)
     assert manifest.stage == "ingest"
-    assert manifest.info["dataset"] == "how2"
-    assert manifest.info["adapter"] == "howto100m"
-    assert manifest.info["root"] == str(artifacts / "how2")
-    assert (manifest.info["videos"], manifest.info["pairs"]) == (2, 6)
-    assert manifest.info["splits"] == {
+    assert manifest.info.dataset == "how2"
+    assert manifest.info.adapter == "howto100m"
+    assert manifest.info.root == str(artifacts / "how2")
+    assert (manifest.info.videos, manifest.info.pairs) == (2, 6)
+    assert manifest.info.splits == {
         "train": {"videos": 1, "pairs": 3},
         "val": {"videos": 1, "pairs": 3},
     }
-    assert manifest.info["dropped"] == {}
+    assert manifest.info.dropped == {}
 
 
 def test_tables_have_documented_columns(artifacts: Path) -> None:
-    manifest = run_ingest("how2", CONFIG, artifacts)
+    manifest = ingest("how2", CONFIG, artifacts)
     videos = read_table(manifest.output("videos"))
     pairs = read_table(manifest.output("pairs"))
     assert list(videos.columns) == VIDEO_COLUMNS
@@ -74,23 +80,23 @@ def test_tables_have_documented_columns(artifacts: Path) -> None:
 
 
 def test_new_video_changes_the_key(artifacts: Path) -> None:
-    first = run_ingest("how2", CONFIG, artifacts)
+    first = ingest("how2", CONFIG, artifacts)
     (artifacts / "how2" / "videos" / "extra.mp4").write_bytes(b"\0" * 3)
-    second = run_ingest("how2", CONFIG, artifacts)
+    second = ingest("how2", CONFIG, artifacts)
     assert second.cache_key != first.cache_key
-    assert second.info["dropped"] == {"unannotated_video_file": 1}
+    assert second.info.dropped == {"unannotated_video_file": 1}
 
 
 def test_edited_annotations_change_the_key(artifacts: Path) -> None:
-    first = run_ingest("how2", CONFIG, artifacts)
+    first = ingest("how2", CONFIG, artifacts)
     edited = {**CAPTIONS, "vidB": {"start": [1.0], "end": [2.0], "text": ["four"]}}
     (artifacts / "how2" / "caption.json").write_text(json.dumps(edited))
-    second = run_ingest("how2", CONFIG, artifacts)
+    second = ingest("how2", CONFIG, artifacts)
     assert second.cache_key != first.cache_key
-    assert second.info["pairs"] == 4
+    assert second.info.pairs == 4
 
 
 def test_missing_root_is_named(tmp_path: Path) -> None:
     config = DatasetConfig(adapter="folder", root="{artifacts}/nowhere")
     with pytest.raises(FileNotFoundError, match="nowhere"):
-        run_ingest("clips", config, tmp_path)
+        ingest("clips", config, tmp_path)

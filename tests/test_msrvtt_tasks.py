@@ -4,7 +4,6 @@ tables, ingest's task.json, answers through PairClips/Batch, the QA objective an
 from __future__ import annotations
 
 import json
-import re
 from dataclasses import replace
 from pathlib import Path
 from typing import Any
@@ -13,90 +12,22 @@ import numpy as np
 import pandas as pd
 import pytest
 import torch
-from safetensors.torch import load_file
+from manifests import write_feature_index
+from msrvtt_files import MC_CONFIG, MC_HEADER, QA_CONFIG, mc_root, qa, qa_root
 from tiny_model import FEATURE_DIM as DIM
 from tiny_model import TINY_MODEL as MODEL
 
 from models.videoclip import attach_answer_head
-from pipeline.config import DatasetConfig, FinecoConfig, FinetuneConfig, OptimConfig
+from pipeline.config import DatasetConfig, FinecoConfig, FinetuneConfig
 from pipeline.datasets import msrvtt
 from pipeline.datasets.tables import PAIR_COLUMNS, AnnotationError
-from pipeline.finetune import run_finetune
-from pipeline.ingest import run_ingest
-from pipeline.stage import stage_key
+from pipeline.ingest import IngestInputs, run_ingest
 from pipeline.training.data import Batch, ClipItem, PairClips, collate
 from pipeline.training.model_factory import build_model
 from pipeline.training.objectives import finetune_objective
-from pipeline.training.warm_start import MMPT_PREFIX, unmap_key
 from storage.features import FeatureStore
 from storage.layout import Manifest
-from storage.shards import FeatureShardWriter
-from storage.tables import read_table, write_table
-
-
-def write_json(path: Path, data: Any) -> Path:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(json.dumps(data))
-    return path
-
-
-def write_video(root: Path, video_id: str) -> None:
-    path = root / "videos" / f"{video_id}.mp4"
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_bytes(b"\0" * 5)
-
-
-def qa(qa_id: int, video: int, answer: str) -> dict[str, Any]:
-    return {"id": qa_id, "video_id": video, "question": f"what is in {qa_id}?", "answer": answer}
-
-
-TRAIN_QA = [
-    qa(0, 1, "man"),
-    qa(1, 1, "man"),
-    qa(2, 2, "dog"),
-    qa(3, 2, "man"),
-    qa(4, 3, "cat"),
-    qa(5, 3, "dog"),
-    qa(6, 4, "ball"),  # out of a 3-answer vocabulary
-    qa(7, 5, "man"),  # video5 has no file
-]
-VAL_QA = [qa(20, 6, "dog")]
-TEST_QA = [qa(30, 7, "man"), qa(31, 7, "zebra"), qa(32, 8, "cat")]
-
-
-def qa_root(tmp_path: Path, train: list[dict[str, Any]] | None = None) -> Path:
-    root = tmp_path / "msrvtt-qa"
-    write_json(root / "train_qa.json", TRAIN_QA if train is None else train)
-    write_json(root / "val_qa.json", VAL_QA)
-    write_json(root / "test_qa.json", TEST_QA)
-    for number in (1, 2, 3, 4, 6, 7, 8):
-        write_video(root, f"video{number}")
-    return root
-
-
-QA_CONFIG = DatasetConfig(adapter="msrvtt", root="unused", task="qa", answers=3)
-MC_CONFIG = DatasetConfig(adapter="msrvtt", root="unused", task="mc")
-MC_HEADER = "vid_key\ta1\ta2\ta3\ta4\ta5\tanswer\n"
-MC_ROWS = "msr7020\ta man, talking\tb\tc\td\te\t0\nmsr9999\tv\tw\tx\ty\tthe right one\t4\n"
-
-
-def mc_root(tmp_path: Path, mc: str = MC_HEADER + MC_ROWS) -> Path:
-    root = tmp_path / "msrvtt-mc"
-    data = {
-        "videos": [{"video_id": "video0"}, {"video_id": "video1"}],
-        "sentences": [
-            {"caption": "a car is shown", "video_id": "video0", "sen_id": 0},
-            {"caption": "a red car drives", "video_id": "video0", "sen_id": 1},
-            {"caption": "a man sings", "video_id": "video1", "sen_id": 2},
-        ],
-    }
-    write_json(root / "MSRVTT_data.json", data)
-    (root / "MSRVTT_train.9k.csv").write_text("video_id\nvideo0\nvideo1\n")
-    (root / "MSR_MC_test.csv").write_text(mc)
-    for video_id in ("video0", "video1", "video7020", "video9999"):
-        write_video(root, video_id)
-    return root
-
+from storage.tables import read_table
 
 # --- adapter --------------------------------------------------------------------------------------
 
@@ -192,16 +123,20 @@ def test_mc_video_in_the_train_list_and_malformed_rows(tmp_path: Path) -> None:
 # --- ingest -------------------------------------------------------------------------------------
 
 
+def ingest(artifacts: Path, name: str, config: DatasetConfig) -> Manifest:
+    return run_ingest(IngestInputs(artifacts=artifacts, dataset=name, config=config))
+
+
 def test_ingest_writes_task_json(tmp_path: Path) -> None:
     root = qa_root(tmp_path)
     artifacts = tmp_path / "artifacts"
-    manifest = run_ingest("msrvtt_qa", replace(QA_CONFIG, root=str(root)), artifacts)
+    manifest = ingest(artifacts, "msrvtt_qa", replace(QA_CONFIG, root=str(root)))
     assert manifest.outputs["task"] == "task.json"
     facts = json.loads(manifest.output("task").read_text())
     assert set(facts) == {"task", "answers", "train_coverage", "test_coverage"}
     assert facts["answers"] == ["man", "dog", "ball"]
-    assert manifest.info["task"] == "qa"
-    assert manifest.info["task_facts"] == {
+    assert manifest.info.task == "qa"
+    assert manifest.info.task_facts == {
         "task": "qa",
         "answers": 3,
         "train_coverage": pytest.approx(7 / 8),
@@ -210,7 +145,7 @@ def test_ingest_writes_task_json(tmp_path: Path) -> None:
     pairs = read_table(manifest.output("pairs"))
     assert pairs["answer_index"].tolist()[:7] == [0, 0, 1, 0, -100, 1, 2]
 
-    mc = run_ingest("msrvtt_mc", replace(MC_CONFIG, root=str(mc_root(tmp_path))), artifacts)
+    mc = ingest(artifacts, "msrvtt_mc", replace(MC_CONFIG, root=str(mc_root(tmp_path))))
     assert json.loads(mc.output("task").read_text()) == {"task": "mc", "candidates": 5}
     pairs = read_table(mc.output("pairs"))  # the candidates column round-trips through parquet
     assert msrvtt.decode_candidates(pairs["candidates"].iloc[3])[0] == "a man, talking"
@@ -224,20 +159,8 @@ def test_ingest_writes_task_json(tmp_path: Path) -> None:
 def write_features(folder: Path, seconds: dict[str, int]) -> Path:
     """A feature index over one shard: random features for each video."""
     generator = np.random.default_rng(0)
-    with FeatureShardWriter(folder / "shards" / "features-00000.h5", dim=DIM) as writer:
-        for video_id, length in seconds.items():
-            writer.add(video_id, generator.standard_normal((length, DIM)).astype(np.float32))
-        writer.commit()
-    index = pd.DataFrame(
-        {
-            "video_id": list(seconds),
-            "shard": ["shards/features-00000.h5"] * len(seconds),
-            "row": list(range(len(seconds))),
-            "n_seconds": list(seconds.values()),
-        }
-    )
-    write_table(index, folder / "index.parquet")
-    return folder / "index.parquet"
+    videos = {video: generator.standard_normal((n, DIM)) for video, n in seconds.items()}
+    return write_feature_index(folder, videos)
 
 
 def test_pair_clips_and_batches_carry_answers(tmp_path: Path) -> None:
@@ -318,89 +241,3 @@ def test_qa_objective_trains_the_answer_head(fineco: bool) -> None:
     assert ("l1" in terms.parts) == fineco
     with pytest.raises(ValueError, match="unknown fine-tuning task"):
         finetune_objective(config, "captioning")
-
-
-# --- run_finetune -------------------------------------------------------------------------------
-
-
-def qa_manifests(tmp_path: Path) -> tuple[Manifest, Manifest, Path]:
-    root = qa_root(tmp_path)
-    artifacts = tmp_path / "artifacts"
-    ingest = run_ingest("msrvtt_qa", replace(QA_CONFIG, root=str(root)), artifacts)
-    videos = read_table(ingest.output("videos"))
-    seconds = {video_id: 3 + i % 4 for i, video_id in enumerate(videos["video_id"])}
-    folder = tmp_path / "extract"
-    write_features(folder, seconds)
-    extract = Manifest(
-        stage="extract",
-        cache_key="tiny",
-        path=str(folder),
-        digest="tiny-features",
-        outputs={"index": "index.parquet"},
-    )
-    return ingest, extract, artifacts
-
-
-FINETUNE = FinetuneConfig(
-    dataset="msrvtt_qa",
-    from_pretrain=False,
-    baseline=False,
-    fineco=FinecoConfig(k=2),
-    optim=OptimConfig(epochs=2, batch_size=4, warmup_steps=1, device="cpu", amp="off"),
-)
-
-
-def test_run_finetune_qa_end_to_end(tmp_path: Path) -> None:
-    ingest, extract, artifacts = qa_manifests(tmp_path)
-    manifest = run_finetune(FINETUNE, "fineco", MODEL, ingest, extract, None, artifacts)
-    info = manifest.info
-    assert info["task"] == "qa" and info["answers"] == 3
-    assert info["answer_coverage"] == {"train": pytest.approx(7 / 8), "test": 1 / 3}
-    assert info["started_from"] == "bert" and info["items"] == 7  # train pairs with video files
-    assert info["steps"] == 4
-    weights = load_file(manifest.output("weights"))
-    assert weights["answer_head.mlp.3.weight"].shape == (3, MODEL.random_hidden)
-    lines = [json.loads(line) for line in manifest.output("metrics").read_text().splitlines()]
-    losses = [line["loss"] for line in lines if "loss" in line]
-    assert losses and all(np.isfinite(losses))
-    again = run_finetune(FINETUNE, "fineco", MODEL, ingest, extract, None, artifacts)
-    assert again.path == manifest.path  # cached
-
-
-def mmpt_checkpoint(path: Path, seed: int) -> Path:
-    """A fake released VideoCLIP checkpoint for MODEL: its encoders under MMPT's names."""
-    torch.manual_seed(seed)
-    model, _ = build_model(replace(MODEL, random_layers=2))
-    state = {}
-    for key, tensor in model.state_dict().items():
-        theirs = unmap_key(key)
-        if theirs is not None:
-            state[MMPT_PREFIX + theirs] = tensor + seed
-    state[MMPT_PREFIX + "text_encoder.pooler.dense.weight"] = torch.zeros(32, 32)
-    torch.save({"model": state, "args": None}, path)
-    return path
-
-
-def test_init_checkpoint(tmp_path: Path) -> None:
-    ingest, extract, artifacts = qa_manifests(tmp_path)
-    config = replace(FINETUNE, init_checkpoint="{artifacts}/videoclip/checkpoint_best.pt")
-    with pytest.raises(FileNotFoundError, match=re.escape("finetune.init_checkpoint")):
-        run_finetune(config, "fineco", MODEL, ingest, extract, None, artifacts)
-    path = artifacts / "videoclip" / "checkpoint_best.pt"
-    path.parent.mkdir(parents=True)
-    mmpt_checkpoint(path, seed=1)
-
-    def key() -> str:
-        return stage_key(
-            lambda: run_finetune(config, "fineco", MODEL, ingest, extract, None, artifacts)
-        )
-
-    first = key()
-    manifest = run_finetune(config, "fineco", MODEL, ingest, extract, None, artifacts)
-    assert manifest.info["started_from"] == str(path)
-    warm = manifest.info["warm_start"]
-    assert warm["loaded"] > 0 and warm["unexpected"] == 1
-    assert warm["unexpected_keys"] == ["text_encoder.pooler.dense.weight"]
-    assert manifest.info["answers"] == 3
-    mmpt_checkpoint(path, seed=2)  # same path, new content: a new cache key
-    assert key() != first

@@ -35,13 +35,11 @@ def test_all_stages_write_their_outputs(first_run: dict) -> None:
         assert set(metrics[block]) == {"R@1", "R@5", "R@10", "MedR", "MeanR"}
     assert metrics["frame_precision"]["pairs"] > 0
     assert metrics["s3d_random_init"] is True
-    assert (
-        first_run["fineco"]["finetune"]
-        .info["started_from"]
-        .endswith(first_run["pretrain"]["pretrain"].cache_key)
+    assert first_run["fineco"]["finetune"].info.started_from.endswith(
+        first_run["pretrain"]["pretrain"].cache_key
     )
     baseline = first_run["baseline"]["finetune"].info
-    assert baseline["fineco"]["enabled"] is False
+    assert baseline.fineco["enabled"] is False
     log = first_run["fineco"]["finetune"].output("metrics").read_text().splitlines()
     assert "l1" in json.loads(log[-1])["parts"]
     report = first_run["report"]["report"].output("report").read_text()
@@ -77,7 +75,7 @@ def test_killed_finetune_resumes_from_its_checkpoint(artifacts: Path, first_run:
     shutil.rmtree(latest)  # as if killed after the previous checkpoint
     (folder / "checkpoints" / "latest").write_text(checkpoints[-2].name)
     again = run_stages(load_config("tiny"), ["finetune"], artifacts)["fineco"]["finetune"]
-    assert again.info["resumed_from_step"] is not None
-    weights = again.info["output_digests"]["weights"]
-    assert weights == done.info["output_digests"]["weights"]  # bit-for-bit the same weights
+    assert again.info.training.resumed_from_step is not None
+    weights = again.output_digests["weights"]
+    assert weights == done.output_digests["weights"]  # bit-for-bit the same weights
     shutil.rmtree(copy)

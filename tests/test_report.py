@@ -16,9 +16,9 @@ import pandas as pd
 import pytest
 
 from pipeline.config import ReportConfig
-from pipeline.report import (
-    ReportInputs,
-    RunInputs,
+from pipeline.reporting.document import (
+    ReportSources,
+    RunSources,
     read_training_log,
     write_report,
 )
@@ -125,7 +125,7 @@ def write_decode_table(folder: Path, shard: str, video_paths: dict[str, Path]) -
 
 
 @pytest.fixture
-def inputs(tmp_path: Path) -> ReportInputs:
+def inputs(tmp_path: Path) -> ReportSources:
     runs = []
     for seed, variant in enumerate(("fineco", "baseline")):
         run_folder = tmp_path / variant
@@ -136,7 +136,7 @@ def inputs(tmp_path: Path) -> ReportInputs:
         write_training_log(run_folder / "metrics.jsonl", 37, parts)
         settings = {"strategy": "fixed_k", "k": 50, "weight": 1.0} if variant == "fineco" else {}
         runs.append(
-            RunInputs(
+            RunSources(
                 variant,
                 run_folder / "metrics.json",
                 run_folder / "frame_scores.h5",
@@ -153,7 +153,7 @@ def inputs(tmp_path: Path) -> ReportInputs:
     (tmp_path / "ground_truth.json").write_text(json.dumps(TRUTH))
     pairs = pd.DataFrame({"pair_id": list(TRUTH), "text": [f"caption of {p}" for p in TRUTH]})
     pairs.to_parquet(tmp_path / "pairs.parquet", index=False)
-    return ReportInputs(
+    return ReportSources(
         config_name="tiny",
         runs=runs,
         pretrain_metrics=tmp_path / "pretrain.jsonl",
@@ -180,7 +180,7 @@ def has_colour(image: np.ndarray, rgb: tuple[int, int, int]) -> bool:
     return int(close.sum()) >= 20
 
 
-def test_report_tables_statements_and_figures(inputs: ReportInputs, tmp_path: Path) -> None:
+def test_report_tables_statements_and_figures(inputs: ReportSources, tmp_path: Path) -> None:
     out = tmp_path / "report"
     written = write_report(inputs, ReportConfig(strip_pairs=2, strip_seconds=24), out)
     assert written == ["report.md", "loss_curves.png", "strip-01.png", "strip-02.png"]
@@ -216,7 +216,7 @@ def test_report_tables_statements_and_figures(inputs: ReportInputs, tmp_path: Pa
 
 
 def test_strips_show_first_frames_of_the_sorted_first_pairs(
-    inputs: ReportInputs, tmp_path: Path
+    inputs: ReportSources, tmp_path: Path
 ) -> None:
     out = tmp_path / "report"
     write_report(inputs, ReportConfig(strip_pairs=3, strip_seconds=4), out)
@@ -232,7 +232,7 @@ def test_strips_show_first_frames_of_the_sorted_first_pairs(
 
 
 def test_frames_not_kept_and_video_missing_gives_placeholders(
-    inputs: ReportInputs, tmp_path: Path
+    inputs: ReportSources, tmp_path: Path
 ) -> None:
     folder = tmp_path / "no-frames"
     folder.mkdir()
@@ -249,7 +249,7 @@ def test_frames_not_kept_and_video_missing_gives_placeholders(
 
 
 def test_thumbnails_decoded_from_the_video_when_frames_were_not_kept(
-    inputs: ReportInputs, tmp_path: Path
+    inputs: ReportSources, tmp_path: Path
 ) -> None:
     if shutil.which("ffmpeg") is None:
         pytest.skip("ffmpeg is not installed")
@@ -267,7 +267,7 @@ def test_thumbnails_decoded_from_the_video_when_frames_were_not_kept(
 
 
 def test_without_ground_truth_precision_is_unavailable(
-    inputs: ReportInputs, tmp_path: Path
+    inputs: ReportSources, tmp_path: Path
 ) -> None:
     inputs = replace(inputs, ground_truth=None, s3d_random_init=False, pairs_table=None)
     out = tmp_path / "report"
@@ -281,7 +281,7 @@ def test_without_ground_truth_precision_is_unavailable(
     read_png(out / written[-1])
 
 
-def test_missing_training_logs_are_noted(inputs: ReportInputs, tmp_path: Path) -> None:
+def test_missing_training_logs_are_noted(inputs: ReportSources, tmp_path: Path) -> None:
     runs = [replace(run, train_metrics=tmp_path / "absent.jsonl") for run in inputs.runs]
     inputs = replace(inputs, runs=runs, pretrain_metrics=None)
     out = tmp_path / "report"
@@ -304,7 +304,7 @@ def test_training_log_keeps_the_last_entry_of_a_step_and_skips_a_torn_line(
 
 
 def test_report_names_test_pairs_left_out_for_missing_features(
-    inputs: ReportInputs, tmp_path: Path
+    inputs: ReportSources, tmp_path: Path
 ) -> None:
     path = inputs.runs[0].metrics_json
     document = json.loads(path.read_text())

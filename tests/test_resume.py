@@ -97,7 +97,10 @@ def test_killed_training_resumes_and_matches_an_uninterrupted_run(tmp_path: Path
 
     resumed = run_stages(config, ["finetune"], killed_root)["fineco"]["finetune"]
     clean = run_stages(config, ["finetune"], clean_root)["fineco"]["finetune"]
-    assert resumed.info["resumed_from_step"] is not None and resumed.info["resumed_from_step"] > 0
-    assert resumed.info["steps"] == clean.info["steps"]
-    weights = resumed.info["output_digests"]["weights"]
-    assert weights == clean.info["output_digests"]["weights"]  # bit for bit
+    assert (
+        resumed.info.training.resumed_from_step is not None
+        and resumed.info.training.resumed_from_step > 0
+    )
+    assert resumed.info.training.steps == clean.info.training.steps
+    weights = resumed.output_digests["weights"]
+    assert weights == clean.output_digests["weights"]  # bit for bit

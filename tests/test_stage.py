@@ -1,78 +1,133 @@
-"""Cache keys, manifests and the run-once rule of DESIGN.md §3."""
+"""Typed stage inputs, the one cache key and the run-once rule of DESIGN.md §3."""
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Any, ClassVar
 
 import pytest
 
-from pipeline.stage import StageResult, StageSpec, run_cached
+from pipeline.stage import StageInputs, StageResult, rebuilding, run_cached, stage_key
 from storage.atomic import atomic_output, atomic_write_json, remove_stale_temporaries
-from storage.layout import MANIFEST_NAME, cache_key, read_manifest
+from storage.layout import MANIFEST_NAME, Manifest, cache_key, read_manifest
 
 
-def _build_counter(calls: list[Path]):
-    def build(folder: Path) -> StageResult:
+@dataclass(frozen=True)
+class ToyInfo:
+    n: int
+
+
+@dataclass(frozen=True, kw_only=True)
+class ToyInputs(StageInputs):
+    stage: ClassVar[str] = "toy"
+    modules: ClassVar[tuple[str, ...]] = ("storage.layout",)
+    info_type: ClassVar[type] = ToyInfo
+
+    a: int = 1
+    upstream_manifests: tuple[Manifest[Any], ...] = ()
+    declared: tuple[tuple[str, Path], ...] = ()
+
+    def section(self) -> dict[str, Any]:
+        return {"a": self.a}
+
+    def upstream(self) -> tuple[Manifest[Any], ...]:
+        return self.upstream_manifests
+
+    def files(self) -> dict[str, Path]:
+        return dict(self.declared)
+
+
+def _build_counter(calls: list[Path], text: str = "result"):
+    def build(folder: Path) -> StageResult[ToyInfo]:
         calls.append(folder)
-        (folder / "out.txt").write_text("result")
-        return StageResult(outputs={"out": "out.txt"}, info={"n": 1})
-
-    return build
-
-
-def test_second_call_is_a_cache_hit(tmp_path: Path) -> None:
-    calls: list[Path] = []
-    spec = StageSpec("toy", {"a": 1}, [], ["storage.layout"])
-    first = run_cached(tmp_path, spec, _build_counter(calls))
-    second = run_cached(tmp_path, spec, _build_counter(calls))
-    assert len(calls) == 1
-    assert first.digest == second.digest and first.cache_key == second.cache_key
-    assert second.output("out").read_text() == "result"
-    assert second.info["n"] == 1
-
-
-def test_key_changes_with_section_upstream_and_code(tmp_path: Path) -> None:
-    base = cache_key("toy", {"a": 1}, ["d1"], "code1")
-    assert cache_key("toy", {"a": 2}, ["d1"], "code1") != base
-    assert cache_key("toy", {"a": 1}, ["d2"], "code1") != base
-    assert cache_key("toy", {"a": 1}, ["d1"], "code2") != base
-    assert cache_key("other", {"a": 1}, ["d1"], "code1") != base
-    assert cache_key("toy", {"a": 1}, ["d1"], "code1") == base
-
-
-def _writer(text: str):
-    def build(folder: Path) -> StageResult:
         (folder / "out.txt").write_text(text)
-        return StageResult(outputs={"out": "out.txt"})
+        return StageResult(outputs={"out": "out.txt"}, info=ToyInfo(n=len(calls)))
 
     return build
+
+
+def test_second_call_is_a_cache_hit_with_typed_facts(tmp_path: Path) -> None:
+    calls: list[Path] = []
+    first = run_cached(ToyInputs(artifacts=tmp_path), _build_counter(calls))
+    second = run_cached(ToyInputs(artifacts=tmp_path), _build_counter(calls))
+    assert len(calls) == 1
+    assert first == second and second.output("out").read_text() == "result"
+    assert second.info == ToyInfo(n=1)  # read back from manifest.json as its type
+    assert second.output_digests["out"] and second.digest
+
+
+def test_key_is_known_before_the_stage_runs_and_computed_once(tmp_path: Path) -> None:
+    inputs = ToyInputs(artifacts=tmp_path)
+    key = stage_key(inputs)
+    assert inputs.key == key and not (tmp_path / "toy").exists()
+    assert inputs.__dict__["key"] == key  # kept: the run below reads it, not a second digest
+    manifest = run_cached(inputs, _build_counter([]))
+    assert manifest.cache_key == key and Path(manifest.path) == tmp_path / "toy" / key
+
+
+def test_key_changes_with_section_upstream_files_and_code() -> None:
+    base = cache_key("toy", {"a": 1}, ["d1"], "code1", {"f": "x"})
+    assert cache_key("toy", {"a": 2}, ["d1"], "code1", {"f": "x"}) != base
+    assert cache_key("toy", {"a": 1}, ["d2"], "code1", {"f": "x"}) != base
+    assert cache_key("toy", {"a": 1}, ["d1"], "code2", {"f": "x"}) != base
+    assert cache_key("toy", {"a": 1}, ["d1"], "code1", {"f": "y"}) != base
+    assert cache_key("toy", {"a": 1}, ["d1"], "code1", {"f": None}) != base
+    assert cache_key("other", {"a": 1}, ["d1"], "code1", {"f": "x"}) != base
+    assert cache_key("toy", {"a": 1}, ["d1"], "code1", {"f": "x"}) == base
+
+
+def test_declared_file_content_decides_the_key(tmp_path: Path) -> None:
+    truth = tmp_path / "truth.json"
+    declared = (("truth", truth),)
+    absent = stage_key(ToyInputs(artifacts=tmp_path, declared=declared))
+    truth.write_text("[1]")
+    present = stage_key(ToyInputs(artifacts=tmp_path, declared=declared))
+    truth.write_text("[2]")
+    edited = stage_key(ToyInputs(artifacts=tmp_path, declared=declared))
+    moved = tmp_path / "elsewhere.json"
+    truth.rename(moved)
+    same_content = stage_key(ToyInputs(artifacts=tmp_path, declared=(("truth", moved),)))
+    assert len({absent, present, edited}) == 3
+    assert same_content == edited  # keyed by role and content, not by path
 
 
 def test_downstream_key_follows_upstream_content(tmp_path: Path) -> None:
     """Upstream digests are content digests: new outputs re-key downstream, equal ones do not."""
-    modules = ["storage.layout"]
-    first = run_cached(tmp_path, StageSpec("up", {"a": 1}, [], modules), _writer("x"))
-    changed = run_cached(tmp_path, StageSpec("up", {"a": 2}, [], modules), _writer("y"))
-    same = run_cached(tmp_path, StageSpec("up", {"a": 3}, [], modules), _writer("x"))
-    key = StageSpec("down", {}, [first], modules).key()
-    assert StageSpec("down", {}, [changed], modules).key() != key
-    assert StageSpec("down", {}, [same], modules).key() == key
+    first = run_cached(ToyInputs(artifacts=tmp_path, a=1), _build_counter([], "x"))
+    changed = run_cached(ToyInputs(artifacts=tmp_path, a=2), _build_counter([], "y"))
+    same = run_cached(ToyInputs(artifacts=tmp_path, a=3), _build_counter([], "x"))
+
+    def downstream(upstream: Manifest[Any]) -> str:
+        return stage_key(ToyInputs(artifacts=tmp_path, a=0, upstream_manifests=(upstream,)))
+
+    assert downstream(changed) != downstream(first)
+    assert downstream(same) == downstream(first)
 
 
 def test_failed_build_leaves_no_manifest(tmp_path: Path) -> None:
-    spec = StageSpec("toy", {"a": 1}, [], ["storage.layout"])
+    inputs = ToyInputs(artifacts=tmp_path)
 
-    def broken(folder: Path) -> StageResult:
+    def broken(folder: Path) -> StageResult[ToyInfo]:
         (folder / "partial.txt").write_text("half")
         raise RuntimeError("killed")
 
     with pytest.raises(RuntimeError):
-        run_cached(tmp_path, spec, broken)
-    folder = tmp_path / "toy" / spec.key()
-    assert read_manifest(folder) is None
+        run_cached(inputs, broken)
+    folder = tmp_path / "toy" / inputs.key
+    assert read_manifest(folder, lambda raw: raw) is None
     calls: list[Path] = []
-    run_cached(tmp_path, spec, _build_counter(calls))  # the retry runs again
+    run_cached(inputs, _build_counter(calls))  # the retry runs again
     assert len(calls) == 1 and (folder / MANIFEST_NAME).is_file()
+
+
+def test_facts_of_the_wrong_type_are_refused(tmp_path: Path) -> None:
+    def wrong(folder: Path) -> StageResult[Any]:
+        (folder / "out.txt").write_text("x")
+        return StageResult(outputs={"out": "out.txt"}, info={"n": 1})
+
+    with pytest.raises(TypeError, match="returned dict facts, expected ToyInfo"):
+        run_cached(ToyInputs(artifacts=tmp_path), wrong)
 
 
 def test_atomic_output_keeps_old_file_on_error(tmp_path: Path) -> None:
@@ -92,23 +147,11 @@ def test_stale_temporaries_are_removed(tmp_path: Path) -> None:
     assert [p.name for p in tmp_path.iterdir()] == ["kept.h5"]
 
 
-def test_stage_key_probes_without_running(tmp_path: Path) -> None:
-    from pipeline.stage import stage_key
-
-    calls: list[Path] = []
-    spec = StageSpec("toy", {"a": 1}, [], ["storage.layout"])
-    key = stage_key(lambda: run_cached(tmp_path, spec, _build_counter(calls)))
-    assert key == f"toy-{spec.key()}"
-    assert calls == [] and not (tmp_path / "toy").exists()
-
-
 def test_rebuilding_runs_a_complete_stage_again(tmp_path: Path) -> None:
-    from pipeline.stage import rebuilding
-
     calls: list[Path] = []
-    spec = StageSpec("toy", {"a": 1}, [], ["storage.layout"])
-    run_cached(tmp_path, spec, _build_counter(calls))
+    inputs = ToyInputs(artifacts=tmp_path)
+    run_cached(inputs, _build_counter(calls))
     with rebuilding():
-        again = run_cached(tmp_path, spec, _build_counter(calls))
+        again = run_cached(inputs, _build_counter(calls))
     assert len(calls) == 2 and again.output("out").read_text() == "result"
-    assert len(list((tmp_path / "toy").glob(f"{spec.key()}.replaced-*"))) == 1
+    assert len(list((tmp_path / "toy").glob(f"{inputs.key}.replaced-*"))) == 1

@@ -1,7 +1,7 @@
 """The evaluation protocols of the FineCo paper (videoclip-facts §2.6) for pipeline/evaluate.py.
 
-The protocol follows from the ingest manifest: `info["task"]` ("retrieval" | "qa" | "mc") and
-`info["adapter"]`.
+The protocol follows from the ingest manifest: `info.task` ("retrieval" | "qa" | "mc") and
+`info.adapter`.
 
 - Retrieval: the candidates are the UNIQUE clips of the split's pairs, a clip being (video id,
   fed seconds); every pair's text is a query whose target is its clip's column. One query per

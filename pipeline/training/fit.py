@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Iterable
-from dataclasses import asdict
+from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
@@ -12,7 +12,7 @@ from torch.utils.data import Dataset
 
 from models.videoclip import VideoCLIP
 from pipeline.config import OptimConfig
-from pipeline.stage import StageResult
+from pipeline.stage import TrainingFacts
 from pipeline.training.data import make_loader
 from pipeline.training.loop import train
 from pipeline.training.objectives import Objective
@@ -23,6 +23,7 @@ TRAINING_MODULES = (
     "pipeline.training.fit",
     "pipeline.training.objectives",
     "pipeline.training.loop",
+    "pipeline.training.checkpoints",
     "pipeline.training.data",
     "pipeline.training.model_factory",
     "pipeline.devices",
@@ -40,16 +41,23 @@ def optim_section(optim: OptimConfig) -> dict[str, Any]:
     return section
 
 
+@dataclass(frozen=True)
+class Fitted:
+    """A finished training run: the stage's outputs and what the loop did."""
+
+    outputs: dict[str, str]  # "weights" (model.safetensors) and "metrics" (metrics.jsonl)
+    training: TrainingFacts
+
+
 def fit(
     model: VideoCLIP,
     objective: Objective,
     dataset: Dataset,
     optim: OptimConfig,
     folder: Path,
-    info: dict[str, Any],
-) -> StageResult:
-    """Train `model` on `dataset` into `folder/checkpoints` (resuming a killed run), then name
-    the final weights and the per-step metrics as the stage's outputs."""
+) -> Fitted:
+    """Train `model` on `dataset` into `folder/checkpoints` (resuming a killed run); the final
+    weights and the per-step metrics are the stage's outputs."""
     steps_per_epoch = math.ceil(len(dataset) / optim.batch_size)
 
     def loader(epoch: int, skip_batches: int) -> Iterable:
@@ -66,12 +74,11 @@ def fit(
     result = train(model, objective, loader, steps_per_epoch, optim, folder / CHECKPOINTS)
     weights = (result.final_checkpoint / "model.safetensors").relative_to(folder)
     metrics = result.metrics_path.relative_to(folder)
-    summary = {
-        **info,
-        "steps": result.steps,
-        "steps_per_epoch": steps_per_epoch,
-        "train_seconds": round(result.seconds, 1),
-        "resumed_from_step": result.resumed_from,
-        "items": len(dataset),
-    }
-    return StageResult(outputs={"weights": str(weights), "metrics": str(metrics)}, info=summary)
+    training = TrainingFacts(
+        steps=result.steps,
+        steps_per_epoch=steps_per_epoch,
+        train_seconds=round(result.seconds, 1),
+        resumed_from_step=result.resumed_from,
+        items=len(dataset),
+    )
+    return Fitted(outputs={"weights": str(weights), "metrics": str(metrics)}, training=training)

@@ -58,14 +58,22 @@ class Backbone:
     weights: dict[str, Any]  # {"random_init": bool, "path": str, "sha256": str, "seed": int}
 
 
-def weights_identity(config: ExtractConfig, frames: int, size: int) -> dict[str, Any]:
-    """What determines the backbone's parameters: the weights file's digest, or the init seed
-    and the clip shape its BatchNorm statistics are calibrated at."""
+def backbone_recipe(config: ExtractConfig, frames: int, size: int) -> dict[str, Any]:
+    """How the parameters are made, apart from a weights file's content: the init seed and the
+    clip shape a random init's BatchNorm statistics are calibrated at, or a file."""
     if not config.weights:
         calibration = {**CALIBRATION, "frames": frames, "size": size}
         return {"random_init": True, "seed": config.init_seed, "calibration": calibration}
+    return {"random_init": False}
+
+
+def weights_identity(config: ExtractConfig, frames: int, size: int) -> dict[str, Any]:
+    """What determines the backbone's parameters: the recipe, and a weights file's digest."""
+    recipe = backbone_recipe(config, frames, size)
+    if recipe["random_init"]:
+        return recipe
     path = weights_path(config)
-    return {"random_init": False, "path": str(path), "sha256": file_digest(path)}
+    return {**recipe, "path": str(path), "sha256": file_digest(path)}
 
 
 def weights_path(config: ExtractConfig) -> Path:
