@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 from typing import Any
 
@@ -45,6 +46,25 @@ def extract_manifest(folder: Path, videos: dict[str, np.ndarray]) -> Manifest:
     write_feature_index(folder, videos)
     info = ExtractInfo("hand", {"random_init": True}, True, len(videos), 0, 0, None, None)
     return hand_manifest("extract", folder, {"index": "index.parquet"}, info)
+
+
+def ingest_manifest(
+    folder: Path,
+    pairs: pd.DataFrame,
+    task: str,
+    adapter: str,
+    extras: dict[str, Any] | None = None,
+    annotation_dir: Path | None = None,
+) -> Manifest:
+    """An ingest stage's manifest over a pairs table (and task facts) written into `folder`."""
+    folder.mkdir(parents=True, exist_ok=True)
+    write_table(pairs, folder / "pairs.parquet")
+    outputs = {"pairs": "pairs.parquet"}
+    if extras is not None:
+        (folder / "task.json").write_text(json.dumps(extras))
+        outputs["task"] = "task.json"
+    info = ingest_info(folder, task, adapter, annotation_dir)
+    return hand_manifest("ingest", folder, outputs, info)
 
 
 def ingest_info(root: Path, task: str, adapter: str, annotation_dir: Path | None = None):

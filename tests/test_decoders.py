@@ -1,5 +1,4 @@
-"""Tests for pipeline/video/probe.py, pipeline/video/decoders.py and pipeline/bench/decode.py on
-tiny lavfi videos.
+"""Tests for pipeline/video/probe.py and pipeline/video/decoders.py on tiny lavfi videos.
 
 Sizes are distinct (F = 6 frames per second, S = 40, 96×64 sources at 10 fps lasting 3.5 s, so
 K = 3; DecodeConfig wants F and S even) so a swapped axis or a rounding slip cannot pass.
@@ -23,7 +22,6 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from pipeline.bench.decode import bench_decode, format_bench, make_bench_video
 from pipeline.config import DecodeConfig
 from pipeline.video.decoders import (
     DecordSizeError,
@@ -388,21 +386,3 @@ def test_decode_video_into_a_frame_shard(videos: Path, tmp_path: Path) -> None:
         assert reader.video_ids == ["a", "c"]
         assert (reader.frames_per_second, reader.size, reader.n_seconds("c")) == (FRAMES, SIZE, 3)
         np.testing.assert_array_equal(reader.clips("c"), _all_clips(videos / "vp9.webm", FFMPEG))
-
-
-# --- bench -----------------------------------------------------------------------------------
-
-
-def test_bench_decode_times_all_three_methods(tmp_path: Path) -> None:
-    video = make_bench_video(tmp_path / "bench.mp4", seconds=2, width=96, height=64, fps=10)
-    info = probe_video(video)
-    assert (info.duration_s, info.width, info.codec, info.has_audio) == (2.0, 96, "h264", True)
-    result = bench_decode(video, FFMPEG, repeats=1)
-    methods = result["methods"]
-    assert set(methods) == {"ffmpeg", "decord", "bare"}
-    assert methods["ffmpeg"]["frames"] == methods["decord"]["frames"] == 2 * FRAMES
-    assert methods["bare"]["vs_bare"] == 1.0
-    assert methods["ffmpeg"]["rss_child_mib"] > 0 and methods["decord"]["rss_child_mib"] == 0
-    table = format_bench(result).splitlines()
-    assert len(table) == 6  # title, header, rule, three methods
-    assert len({len(line) for line in table[1:]}) == 1  # aligned columns

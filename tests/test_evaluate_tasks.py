@@ -15,7 +15,7 @@ import numpy as np
 import pandas as pd
 import pytest
 import torch
-from manifests import extract_manifest, finetune_info, hand_manifest, ingest_info
+from manifests import extract_manifest, finetune_info, hand_manifest, ingest_manifest
 from safetensors.torch import load_file, save_model
 from tiny_model import FEATURE_DIM as DIM
 from tiny_model import TINY_MODEL as MODEL
@@ -39,7 +39,7 @@ from pipeline.training.data import tokenize
 from pipeline.training.model_factory import build_model, load_tokenizer
 from storage.features import FeatureStore
 from storage.layout import Manifest
-from storage.tables import read_table, write_table
+from storage.tables import read_table
 
 EVALUATE = EvaluateConfig(dataset="hand", split="test", batch_size=3, device="cpu")
 COMMON_KEYS = {
@@ -50,11 +50,6 @@ WHOLE = 1e9  # a whole-video pair's end_s, as the adapters write it
 
 
 # --- helpers: hand-made features, ingest, finetune manifests --------------------------------------
-
-
-def write_features(folder: Path, videos: dict[str, np.ndarray]) -> Manifest:
-    """An extract manifest over one shard holding the given (n_seconds, 512) features."""
-    return extract_manifest(folder, videos)
 
 
 def random_features(seconds: dict[str, int]) -> dict[str, np.ndarray]:
@@ -77,24 +72,6 @@ def pairs_frame(rows: list[tuple[str, str, str]], **task_columns: Any) -> pd.Dat
     for name, values in task_columns.items():
         frame[name] = values
     return frame
-
-
-def write_ingest(
-    folder: Path,
-    pairs: pd.DataFrame,
-    task: str,
-    adapter: str,
-    extras: dict[str, Any] | None = None,
-    annotation_dir: Path | None = None,
-) -> Manifest:
-    folder.mkdir(parents=True, exist_ok=True)
-    write_table(pairs, folder / "pairs.parquet")
-    outputs = {"pairs": "pairs.parquet"}
-    if extras is not None:
-        (folder / "task.json").write_text(json.dumps(extras))
-        outputs["task"] = "task.json"
-    info = ingest_info(folder, task, adapter, annotation_dir)
-    return hand_manifest("ingest", folder, outputs, info)
 
 
 def write_weights(folder: Path, answers: int = 0, favourite: int = 0) -> Manifest:
@@ -199,8 +176,8 @@ def msvd_ingest(tmp_path: Path) -> tuple[Manifest, Manifest]:
         ("v3:0", "v3", "a cat sleeps"),
         ("v9:0", "v9", "no features"),
     ]
-    extract = write_features(tmp_path / "extract", random_features({"v1": 5, "v2": 9, "v3": 3}))
-    return write_ingest(tmp_path / "ingest", pairs_frame(rows), "retrieval", "msvd"), extract
+    extract = extract_manifest(tmp_path / "extract", random_features({"v1": 5, "v2": 9, "v3": 3}))
+    return ingest_manifest(tmp_path / "ingest", pairs_frame(rows), "retrieval", "msvd"), extract
 
 
 def test_run_evaluate_multi_sentence(tmp_path: Path) -> None:
@@ -278,7 +255,7 @@ def test_evaluate_moments_with_hand_made_frame_hidden(
             ],
         }
     )
-    extract = write_features(tmp_path, {"v1": chunk_features(3), "v2": chunk_features(0, 17)})
+    extract = extract_manifest(tmp_path, {"v1": chunk_features(3), "v2": chunk_features(0, 17)})
     store = FeatureStore(extract.output("index"))
     tokenizer = load_tokenizer(MODEL.bert)
     moments = evaluate_moments(model, tokenizer, annotations, store, 30, 16, 2, torch.device("cpu"))
@@ -302,9 +279,9 @@ def didemo_ingest(tmp_path: Path) -> tuple[Manifest, Manifest]:
     ]
     (annotations / "test_data.json").write_text(json.dumps(records))
     rows = [("v1", "v1", "a dog it jumps"), ("v2", "v2", "a man"), ("v9", "v9", "lost")]
-    ingest = write_ingest(tmp_path / "ingest", pairs_frame(rows), "retrieval", "didemo",
+    ingest = ingest_manifest(tmp_path / "ingest", pairs_frame(rows), "retrieval", "didemo",
                           annotation_dir=annotations)  # fmt: skip
-    extract = write_features(tmp_path / "extract", random_features({"v1": 30, "v2": 12}))
+    extract = extract_manifest(tmp_path / "extract", random_features({"v1": 30, "v2": 12}))
     return ingest, extract
 
 
@@ -338,9 +315,9 @@ def test_run_evaluate_qa(tmp_path: Path) -> None:
         answer=["dog", "man", "dog", "kitchen", "dog"],
         answer_index=pd.Series([1, 0, 1, -100, 1], dtype="int64"),
     )
-    ingest = write_ingest(tmp_path / "ingest", pairs, "qa", "msrvtt",
+    ingest = ingest_manifest(tmp_path / "ingest", pairs, "qa", "msrvtt",
                           {"task": "qa", "answers": answers})  # fmt: skip
-    extract = write_features(tmp_path / "extract", random_features({"v1": 4, "v2": 6, "v3": 2}))
+    extract = extract_manifest(tmp_path / "extract", random_features({"v1": 4, "v2": 6, "v3": 2}))
     finetune = write_weights(tmp_path / "finetune", answers=3, favourite=1)  # always "dog"
     result = evaluate(tmp_path, ingest, extract, finetune)
     metrics = result["metrics"]
@@ -376,12 +353,12 @@ def test_run_evaluate_multiple_choice(tmp_path: Path, stored: str) -> None:
     column = candidates if stored == "list" else [json.dumps(c) for c in candidates]
     answer_index = pd.Series([0, 1, 3, 0], dtype="int64")
     pairs = pairs_frame(rows, candidates=column, answer_index=answer_index)
-    ingest = write_ingest(tmp_path / "ingest", pairs, "mc", "msrvtt", {"task": "mc"})
+    ingest = ingest_manifest(tmp_path / "ingest", pairs, "mc", "msrvtt", {"task": "mc"})
     if stored == "list":  # write_table stores the list column; it reads back as arrays
         stored_cell = read_table(ingest.output("pairs"))["candidates"].iloc[0]
         assert isinstance(stored_cell, np.ndarray) and candidate_list(stored_cell) == candidates[0]
     features = random_features({"v1": 4, "v2": 6, "v3": 3})
-    extract = write_features(tmp_path / "extract", features)
+    extract = extract_manifest(tmp_path / "extract", features)
     finetune = write_weights(tmp_path / "finetune")
     result = evaluate(tmp_path, ingest, extract, finetune)
     metrics = result["metrics"]

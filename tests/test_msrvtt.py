@@ -11,7 +11,7 @@ from typing import Any
 import pytest
 
 from pipeline.config import DatasetConfig
-from pipeline.datasets import msrvtt
+from pipeline.datasets import msrvtt, msrvtt_files
 from pipeline.datasets.tables import PAIR_COLUMNS, VIDEO_COLUMNS, AnnotationError
 
 # The real MSR-VTT 1k-A test csv (1,000 rows), kept in the repository so the test never skips.
@@ -214,7 +214,7 @@ def test_multiple_choice_tab_separated(tmp_path: Path) -> None:
         + "msr7020\ta man, talking\tb\tc\td\te\t0\n"
         + "msr9999\tv\tw\tx\ty\tthe right one\t4\n"
     )
-    table = msrvtt.load_multiple_choice(path)
+    table = msrvtt_files.load_multiple_choice(path)
     assert list(table.columns) == ["video_id", "candidates", "answer"]
     assert table["video_id"].tolist() == ["video7020", "video9999"]
     assert table["candidates"].iloc[0] == ["a man, talking", "b", "c", "d", "e"]
@@ -239,7 +239,7 @@ def test_multiple_choice_malformed(tmp_path: Path, text: str, field: str) -> Non
     path = tmp_path / "MSR_MC_test.csv"
     path.write_text(text)
     with pytest.raises(AnnotationError) as raised:
-        msrvtt.load_multiple_choice(path)
+        msrvtt_files.load_multiple_choice(path)
     assert raised.value.file == path and raised.value.field == field
     assert "MSR_MC_test.csv" in str(raised.value)
 
@@ -262,17 +262,17 @@ def qa_folder(tmp_path: Path, train: Any = None) -> Path:
 
 
 def test_qa_vocabulary_and_coverage(tmp_path: Path) -> None:
-    table, vocabulary, coverage = msrvtt.load_qa(qa_folder(tmp_path), top_answers=3)
+    table, vocabulary, coverage = msrvtt_files.load_qa(qa_folder(tmp_path), top_answers=3)
     assert list(table.columns) == ["id", "video_id", "question", "answer", "split"]
     assert table["split"].tolist() == ["train"] * 10 + ["val"] + ["test"] * 2
     assert table["video_id"].iloc[0] == "video100" and table["video_id"].iloc[-1] == "video7011"
     assert str(table["id"].dtype) == "int64"
     assert vocabulary == ["man", "cat", "dog"]  # cat and dog tie at 2: alphabetical
     assert coverage == pytest.approx(0.8)
-    _, vocabulary, coverage = msrvtt.load_qa(qa_folder(tmp_path), top_answers=4)
+    _, vocabulary, coverage = msrvtt_files.load_qa(qa_folder(tmp_path), top_answers=4)
     assert vocabulary == ["man", "cat", "dog", "ball"]  # ball and zebra tie at 1
     assert coverage == pytest.approx(0.9)
-    _, vocabulary, coverage = msrvtt.load_qa(qa_folder(tmp_path))  # default 1500
+    _, vocabulary, coverage = msrvtt_files.load_qa(qa_folder(tmp_path))  # default 1500
     assert len(vocabulary) == 5 and coverage == 1.0
 
 
@@ -289,6 +289,6 @@ def test_qa_vocabulary_and_coverage(tmp_path: Path) -> None:
 )
 def test_qa_malformed(tmp_path: Path, train: Any, field: str) -> None:
     with pytest.raises(AnnotationError) as raised:
-        msrvtt.load_qa(qa_folder(tmp_path, train))
+        msrvtt_files.load_qa(qa_folder(tmp_path, train))
     assert raised.value.file.name == "train_qa.json" and raised.value.field == field
     assert "train_qa.json" in str(raised.value)

@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from pipeline.config import DatasetConfig, SynthConfig
-from pipeline.datasets import msrvtt
+from pipeline.datasets import msrvtt, msrvtt_files
 from pipeline.synth.concepts import CONCEPTS
 from pipeline.synth.msrvtt import (
     CAPTIONS_PER_VIDEO,
@@ -75,10 +75,10 @@ def test_videos_are_short_and_mostly_captioned(synth: MsrvttSummary) -> None:
 
 
 def test_multiple_choice_points_at_the_true_caption(synth: MsrvttSummary) -> None:
-    mc = msrvtt.load_multiple_choice(synth.root / "MSR_MC_test.csv")
+    mc = msrvtt_files.load_multiple_choice(synth.root / "MSR_MC_test.csv")
     assert len(mc) == TEST_VIDEOS == synth.mc_rows
     jsfusion = {video: text for _, video, text in
-                msrvtt.read_jsfusion(synth.root / "MSRVTT_JSFUSION_test.csv")}  # fmt: skip
+                msrvtt_files.read_jsfusion(synth.root / "MSRVTT_JSFUSION_test.csv")}  # fmt: skip
     for video, candidates, answer in zip(
         mc["video_id"], mc["candidates"], mc["answer"], strict=True
     ):
@@ -88,7 +88,7 @@ def test_multiple_choice_points_at_the_true_caption(synth: MsrvttSummary) -> Non
 
 
 def test_qa_vocabulary_covers_the_answers(synth: MsrvttSummary) -> None:
-    table, vocabulary, coverage = msrvtt.load_qa(synth.root)
+    table, vocabulary, coverage = msrvtt_files.load_qa(synth.root)
     assert vocabulary and coverage == 1.0
     assert set(table["answer"]) <= set(TINT_ANSWER.values()) | set(MOTION_ANSWER.values())
     counts = table["split"].value_counts().to_dict()

@@ -16,14 +16,8 @@ from torch import nn
 
 from pipeline.config import OptimConfig
 from pipeline.training.checkpoints import latest_checkpoint, load_weights
-from pipeline.training.loop import (
-    LossTerms,
-    NonFiniteLossError,
-    effective_warmup,
-    lr_factor,
-    resolve_amp,
-    train,
-)
+from pipeline.training.loop import LossTerms, NonFiniteLossError, train
+from pipeline.training.schedule import effective_warmup, lr_factor, resolve_amp
 
 ITEMS, BATCH, IN, OUT = 16, 4, 5, 3  # 4 steps per epoch
 STEPS_PER_EPOCH = ITEMS // BATCH

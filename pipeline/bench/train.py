@@ -129,9 +129,9 @@ def measure_train(job: dict[str, Any]) -> dict[str, Any]:
     import torch
 
     from pipeline.devices import resolve_device
-    from pipeline.training.loop import resolve_amp
     from pipeline.training.model_factory import build_model
     from pipeline.training.objectives import finetune_objective
+    from pipeline.training.schedule import resolve_amp
 
     model_config, finetune = ModelConfig(**job["model"]), _finetune(job["finetune"])
     device = resolve_device(finetune.optim.device)

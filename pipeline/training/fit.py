@@ -23,6 +23,7 @@ TRAINING_MODULES = (
     "pipeline.training.fit",
     "pipeline.training.objectives",
     "pipeline.training.loop",
+    "pipeline.training.schedule",
     "pipeline.training.checkpoints",
     "pipeline.training.data",
     "pipeline.training.model_factory",
