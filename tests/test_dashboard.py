@@ -1,14 +1,9 @@
 """The dashboard: flows/artifacts.py (artifacts, metrics rows), flows/telemetry.py (GPU
 telemetry) and flows/stage_logs.py (stage-log forwarding).
 
-API tests run small flows against one module-scoped `prefect_test_harness` (about 15 s to start)
-and read artifacts and logs back through the client; the rest need no server.
+API tests run small flows against the session's Prefect test server (conftest.py) and read
+artifacts and logs back through the client; the rest need no server.
 """
-
-import os
-
-os.environ["DO_NOT_TRACK"] = "1"  # before prefect is imported: it starts analytics on import
-os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")  # the harness's server
 
 import json
 import logging
@@ -30,7 +25,6 @@ from prefect.client.schemas.filters import (
 from prefect.context import get_run_context
 from prefect.logging.handlers import APILogWorker
 from prefect.settings import PREFECT_LOGGING_TO_API_BATCH_INTERVAL, temporary_settings
-from prefect.testing.utilities import prefect_test_harness
 
 from flows import artifacts, telemetry
 from flows.artifacts import (
@@ -47,11 +41,9 @@ MIB = 2**20
 
 
 @pytest.fixture(scope="module")
-def harness():
-    with (
-        prefect_test_harness(server_startup_timeout=60),
-        temporary_settings({PREFECT_LOGGING_TO_API_BATCH_INTERVAL: 0.2}),
-    ):
+def harness(prefect_server):
+    """The session's Prefect server, with logs sent to it in short batches."""
+    with temporary_settings({PREFECT_LOGGING_TO_API_BATCH_INTERVAL: 0.2}):
         yield
 
 

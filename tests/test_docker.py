@@ -1,28 +1,36 @@
-"""Static checks of docker/: the compose file's structure and a small Dockerfile lint.
+"""docker/ and prefect.yaml checked against the project they package, without a Docker engine.
 
-No Docker engine is needed (none runs where these tests run): compose.yaml is read with
-yaml.safe_load, the Dockerfiles are parsed here, and `docker compose config` runs only where the
-compose plugin is installed (it parses and interpolates without contacting a daemon).
+A small Dockerfile lint (pinned bases, no root, cached layers); then the images, the compose
+stack and the deployments against the code: every packaged folder is in the image, every worker
+command parses with the real command line or polls a pool that has deployments, the GPU stages
+are deployed on the one-run pool, services share the server and the artifact volume.
+`docker compose config` runs only where the compose plugin is installed (no daemon needed).
 """
 
 from __future__ import annotations
 
+import importlib
+import json
 import re
+import shlex
 import shutil
 import subprocess
+import tomllib
 from pathlib import Path
 from urllib.parse import urlparse
 
 import pytest
 import yaml
 
+from flows.tasks import RESULTS_FOLDER
+from pipeline.config import ExecutionConfig
+
 ROOT = Path(__file__).resolve().parents[1]
 DOCKER = ROOT / "docker"
 COMPOSE = DOCKER / "compose.yaml"
 DOCKERFILES = {"cpu": DOCKER / "Dockerfile.cpu", "gpu": DOCKER / "Dockerfile.gpu"}
-SOURCE_DIRS = ("pipeline", "flows", "models", "storage")
-PREFECT_SERVICES = ("server", "setup", "cpu-worker", "gpu-worker")
-ARTIFACTS_MOUNT = "/artifacts"
+SOURCE_DIRS = ("pipeline", "flows", "models", "storage")  # the lint's "source tree" copies
+GPU_STAGES = ExecutionConfig().gpu_stages
 
 
 # ------------------------------------------------------------------ Dockerfile lint
@@ -200,58 +208,41 @@ def test_dockerfile_passes_lint(kind: str) -> None:
     assert lint_dockerfile(DOCKERFILES[kind].read_text()) == []
 
 
+def project_folders() -> set[str]:
+    """The top-level folders pyproject.toml packages (its `packages.find` include patterns)."""
+    pyproject = tomllib.loads((ROOT / "pyproject.toml").read_text())
+    patterns = pyproject["tool"]["setuptools"]["packages"]["find"]["include"]
+    return {pattern.rstrip("*") for pattern in patterns}
+
+
 @pytest.mark.parametrize("kind", sorted(DOCKERFILES))
-def test_dockerfile_installs_the_project_with_ffmpeg_and_pinnable_torch(kind: str) -> None:
+def test_image_holds_every_package_the_project_installs(kind: str) -> None:
+    """The editable install inside the image needs every packaged folder and prefect.yaml (the
+    deployments); the build context must let them through and leave the venv and artifacts."""
     instructions = dockerfile_instructions(DOCKERFILES[kind].read_text())
-    text = "\n".join(f"{keyword} {arguments}" for keyword, arguments in instructions)
-    assert re.search(r"apt-get install [^\n]*\bffmpeg\b", text)  # ffmpeg + ffprobe
-    assert "ARG TORCH_SPEC=" in text and "ARG TORCH_INDEX_URL=" in text
-    assert '"$TORCH_SPEC"' in text and '"$TORCH_INDEX_URL"' in text
-    assert re.search(r"pip install [^\n]*-e \.", text)
-    assert ("WORKDIR", "/app") in instructions
-    env = " ".join(arguments for keyword, arguments in instructions if keyword == "ENV")
-    assert f"FINECO_ARTIFACTS={ARTIFACTS_MOUNT}" in env and "DO_NOT_TRACK=1" in env
     copied = {words.split()[0] for keyword, words in instructions if keyword == "COPY"}
-    assert {"pyproject.toml", "prefect.yaml", *SOURCE_DIRS} <= copied
-
-
-def test_cpu_image_uses_the_cpu_torch_index_and_runs_a_cpu_worker() -> None:
-    instructions = dockerfile_instructions(DOCKERFILES["cpu"].read_text())
-    assert instructions[0][0] == "FROM" and instructions[0][1].startswith("python:3.11")
-    assert ("ARG", 'TORCH_INDEX_URL="https://download.pytorch.org/whl/cpu"') in instructions
-    cmd = [arguments for keyword, arguments in instructions if keyword == "CMD"][-1]
-    assert cmd.startswith('["prefect", "worker", "start", "--pool", "cpu", "--type", "process"')
-
-
-def test_gpu_image_is_cuda_based_and_runs_the_gpu_worker() -> None:
-    instructions = dockerfile_instructions(DOCKERFILES["gpu"].read_text())
-    base = instructions[0][1]
-    assert re.fullmatch(
-        r"(nvidia/cuda:12\.\d+(\.\d+)?-cudnn-runtime-ubuntu22\.04|"
-        r"pytorch/pytorch:[\w.]+-cuda12\.\d+-cudnn9-runtime)",
-        base,
-    ), base
-    assert re.search(r"\bpython3\.11\b", " ".join(a for k, a in instructions if k == "RUN"))
-    cmd = [arguments for keyword, arguments in instructions if keyword == "CMD"][-1]
-    assert cmd == '["fineco", "worker", "--gpu"]'
-
-
-@pytest.mark.parametrize("kind", sorted(DOCKERFILES))
-def test_build_context_leaves_out_the_venv_and_artifacts(kind: str) -> None:
-    # BuildKit reads <Dockerfile>.dockerignore beside the Dockerfile; it allowlists what is copied.
-    patterns = (DOCKER / f"Dockerfile.{kind}.dockerignore").read_text().split("\n")
-    patterns = [p.strip() for p in patterns if p.strip() and not p.startswith("#")]
+    needed = {"pyproject.toml", "prefect.yaml", *project_folders()}
+    assert needed <= copied, needed - copied
+    # BuildKit reads <Dockerfile>.dockerignore beside the Dockerfile: an allowlist after "*".
+    lines = (DOCKER / f"Dockerfile.{kind}.dockerignore").read_text().splitlines()
+    patterns = [line.strip() for line in lines if line.strip() and not line.startswith("#")]
     assert patterns[0] == "*"
-    assert {"!pyproject.toml", "!prefect.yaml", *(f"!{d}" for d in SOURCE_DIRS)} <= set(patterns)
+    assert {f"!{name}" for name in needed} <= set(patterns)
     assert not {"!.venv", "!artifacts"} & set(patterns)
 
 
-# ------------------------------------------------------------------ compose.yaml
+# ------------------------------------------------------------------ compose.yaml and prefect.yaml
 
 
 @pytest.fixture(scope="module")
 def compose() -> dict:
     return yaml.safe_load(COMPOSE.read_text())
+
+
+@pytest.fixture(scope="module")
+def deployments() -> dict[str, dict]:
+    data = yaml.safe_load((ROOT / "prefect.yaml").read_text())
+    return {item["name"]: item for item in data["deployments"]}
 
 
 def _environment(service: dict) -> dict[str, str]:
@@ -273,79 +264,94 @@ def _volume_targets(service: dict) -> dict[str, str]:
     return targets
 
 
-def test_compose_has_every_service(compose: dict) -> None:
-    assert set(compose["services"]) >= {"postgres", *PREFECT_SERVICES}
-    assert {"artifacts", "postgres"} <= set(compose["volumes"])
+def _command(service: dict) -> list[str]:
+    """The service's command as words (`sh -c "exec ..."` unwrapped, `$$` unescaped)."""
+    command = service["command"]
+    if isinstance(command, str):
+        command = shlex.split(command)
+    if command[:1] == ["sh"]:
+        command = shlex.split(command[-1].removeprefix("exec "))
+    return [word.replace("$$", "$") for word in command]
 
 
-@pytest.mark.parametrize("name", PREFECT_SERVICES)
-def test_prefect_services_share_server_artifacts_and_telemetry_settings(
-    compose: dict, name: str
+def _prefect_services(compose: dict) -> dict[str, dict]:
+    return {name: s for name, s in compose["services"].items() if name != "postgres"}
+
+
+def test_deployments_match_the_served_ones_and_load_the_flow(deployments: dict) -> None:
+    """prefect.yaml deploys what `fineco serve` serves, and its entrypoint is the flow."""
+    from flows.deployments import STAGE_DEPLOYMENTS
+    from flows.pipeline_flow import fineco
+
+    assert set(deployments) == {"full", *STAGE_DEPLOYMENTS}
+    for name, deployment in deployments.items():
+        path, _, attribute = deployment["entrypoint"].partition(":")
+        module = importlib.import_module(path.removesuffix(".py").replace("/", "."))
+        assert getattr(module, attribute) is fineco, name
+        stages = deployment["parameters"].get("stages")
+        assert stages == (None if name == "full" else [name]), name
+
+
+def test_gpu_stages_are_deployed_on_the_pool_limited_to_one_run(
+    compose: dict, deployments: dict
 ) -> None:
-    service = compose["services"][name]
-    env = _environment(service)
-    api = urlparse(env["PREFECT_API_URL"])
-    assert api.hostname == "server" and api.port == 4200 and api.path == "/api"
-    assert env["DO_NOT_TRACK"] == "1"
-    assert env["FINECO_ARTIFACTS"] == ARTIFACTS_MOUNT
-    assert env["PREFECT_RESULTS_LOCAL_STORAGE_PATH"] == f"{ARTIFACTS_MOUNT}/prefect-results"
-    assert _volume_targets(service)["artifacts"] == ARTIFACTS_MOUNT
-    assert "container_name" not in service  # would stop `--scale`
+    """The stages the flow sends to the GPU pool (execution.gpu_stages) are the ones deployed
+    there, and the pool the compose setup limits to one run at a time is that pool."""
+    gpu_pool = {d["work_pool"]["name"] for n, d in deployments.items() if n in GPU_STAGES}
+    assert len(gpu_pool) == 1
+    on_gpu = {n for n, d in deployments.items() if d["work_pool"]["name"] in gpu_pool}
+    assert on_gpu == set(GPU_STAGES)
+    script = compose["services"]["setup"]["command"][-1]
+    (pool,) = gpu_pool
+    assert f"set-concurrency-limit {pool} 1" in script
+    created = set(re.findall(r"work-pool create (\S+)", script))
+    assert created == {d["work_pool"]["name"] for d in deployments.values()}
 
 
-def test_server_runs_on_healthy_postgres_without_analytics(compose: dict) -> None:
+def test_every_worker_command_runs(compose: dict, deployments: dict) -> None:
+    """`fineco ...` commands parse with the real command line; `prefect worker start` polls a
+    pool that has deployments."""
+    from flows.cli import _parser
+
+    pools = {d["work_pool"]["name"] for d in deployments.values()}
+    commands = [_command(s) for n, s in _prefect_services(compose).items() if n != "server"]
+    for path in DOCKERFILES.values():
+        cmd = [a for k, a in dockerfile_instructions(path.read_text()) if k == "CMD"][-1]
+        commands.append(json.loads(cmd))
+    for words in commands:
+        if words[0] == "fineco":
+            _parser().parse_args(words[1:])  # exits on an unknown command or option
+        elif words[:3] == ["prefect", "worker", "start"]:
+            assert words[words.index("--pool") + 1] in pools, words
+
+
+def test_services_share_the_server_and_the_artifact_volume(compose: dict) -> None:
+    """Every Prefect service talks to the server service and sees the artifacts where
+    FINECO_ARTIFACTS says (results stored there too); the server's database is the postgres
+    service, started first."""
     services = compose["services"]
-    server = services["server"]
-    assert server["depends_on"]["postgres"]["condition"] == "service_healthy"
-    assert "pg_isready" in " ".join(services["postgres"]["healthcheck"]["test"])
-    assert re.fullmatch(r"postgres:1[4-9][\w.-]*", services["postgres"]["image"])  # >= 14.9
-    env = _environment(server)
-    database = urlparse(env["PREFECT_SERVER_DATABASE_CONNECTION_URL"])
-    assert database.scheme == "postgresql+asyncpg" and database.hostname == "postgres"
-    assert env["PREFECT_SERVER_ANALYTICS_ENABLED"] == "false"
-    assert urlparse(env["PREFECT_UI_API_URL"]).path == "/api"
-    command = " ".join(server["command"])
-    assert "prefect server start" in command and "--host 0.0.0.0" in command
-    health = " ".join(server["healthcheck"]["test"])
-    assert "/api/health" in health and "urllib" in health
+    server_command = _command(services["server"])
+    port = int(server_command[server_command.index("--port") + 1])
+    for name, service in _prefect_services(compose).items():
+        env = _environment(service)
+        api = urlparse(env["PREFECT_API_URL"])
+        assert (api.hostname, api.port, api.path) == ("server", port, "/api"), name
+        mount = _volume_targets(service)["artifacts"]
+        assert env["FINECO_ARTIFACTS"] == mount, name
+        assert env["PREFECT_RESULTS_LOCAL_STORAGE_PATH"] == f"{mount}/{RESULTS_FOLDER}", name
+        assert env["DO_NOT_TRACK"] == "1" and "container_name" not in service, name
+    database = urlparse(_environment(services["server"])["PREFECT_SERVER_DATABASE_CONNECTION_URL"])
+    assert database.hostname == "postgres" and database.scheme == "postgresql+asyncpg"
+    assert services["server"]["depends_on"]["postgres"]["condition"] == "service_healthy"
 
 
-def test_setup_creates_pools_limits_gpu_and_deploys(compose: dict) -> None:
-    setup = compose["services"]["setup"]
-    assert setup["depends_on"]["server"]["condition"] == "service_healthy"
-    script = " ".join(setup["command"])
-    assert re.search(r"work-pool create cpu --type process", script)
-    assert re.search(r"work-pool create gpu --type process", script)
-    assert "work-pool set-concurrency-limit gpu 1" in script
-    assert "prefect --no-prompt deploy --all" in script
-    for worker in ("cpu-worker", "gpu-worker"):
-        condition = compose["services"][worker]["depends_on"]["setup"]["condition"]
-        assert condition == "service_completed_successfully"
-
-
-def test_workers_poll_their_pools(compose: dict) -> None:
-    services = compose["services"]
-    cpu_command = " ".join(services["cpu-worker"]["command"])
-    assert "prefect worker start --pool cpu --type process" in cpu_command
-    assert services["gpu-worker"]["command"] == ["fineco", "worker", "--gpu"]
-
-
-def test_gpu_worker_reserves_one_nvidia_gpu(compose: dict) -> None:
+def test_gpu_worker_reserves_one_nvidia_gpu_and_only_loopback_is_published(compose: dict) -> None:
     gpu_worker = compose["services"]["gpu-worker"]
     assert gpu_worker["build"]["dockerfile"].endswith("Dockerfile.gpu")
     devices = gpu_worker["deploy"]["resources"]["reservations"]["devices"]
     assert devices == [{"driver": "nvidia", "count": 1, "capabilities": ["gpu"]}]
-    for name in ("server", "setup", "cpu-worker"):
-        assert compose["services"][name]["build"]["dockerfile"].endswith("Dockerfile.cpu")
-
-
-def test_ports_are_published_on_loopback_only(compose: dict) -> None:
-    published = {
-        name: service["ports"]
-        for name, service in compose["services"].items()
-        if "ports" in service
-    }
-    assert published == {"server": ["127.0.0.1:4200:4200"]}
+    published = {n: s["ports"] for n, s in compose["services"].items() if "ports" in s}
+    assert all(port.startswith("127.0.0.1:") for ports in published.values() for port in ports)
 
 
 # ------------------------------------------------------------------ docker compose config

@@ -1,38 +1,34 @@
-"""The `fineco` Prefect flow under `prefect_test_harness`: cached tasks, reruns, results."""
+"""The `fineco` Prefect flow on the session's test server: cached tasks, reruns, results."""
 
 from __future__ import annotations
 
 import asyncio
 import os
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from types import SimpleNamespace
 
 import pytest
-
-os.environ.setdefault("DO_NOT_TRACK", "1")
-
 from prefect.client.orchestration import get_client
 from prefect.client.schemas.filters import FlowRunFilter, FlowRunFilterId
-from prefect.testing.utilities import prefect_test_harness
 
 from flows.pipeline_flow import fineco
 from pipeline.config import STAGES
-from pipeline.config.loading import load_config
-from pipeline.synth.sets import synthesize
-from storage.layout import expand_path
 
 
 @pytest.fixture(scope="module")
-def harness(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
-    root = tmp_path_factory.mktemp("artifacts")
-    config = load_config("tiny")
-    synthesize(config.synth, expand_path(config.synth.out_dir, root))
+def harness(
+    prefect_server: None,
+    synthetic_copy: Callable[[Path], Path],
+    tmp_path_factory: pytest.TempPathFactory,
+) -> Iterator[Path]:
+    """The session's Prefect server and an artifact root of this module's own (its first run
+    must build every stage), holding a copy of the tiny synthetic sets."""
+    root = synthetic_copy(tmp_path_factory.mktemp("flow-artifacts"))
     previous = os.environ.get("FINECO_ARTIFACTS")
     os.environ["FINECO_ARTIFACTS"] = str(root)
-    with prefect_test_harness(server_startup_timeout=120):
-        yield root
+    yield root
     if previous is None:
         os.environ.pop("FINECO_ARTIFACTS")
     else:

@@ -15,9 +15,7 @@ import pytest
 from pipeline.config import STAGES
 from pipeline.config.loading import load_config
 from pipeline.runner import run_stages, with_synthetic_data
-from pipeline.synth.sets import synthesize
 from pipeline.training.variants import variants
-from storage.layout import expand_path
 
 pytestmark = pytest.mark.slow
 
@@ -58,12 +56,10 @@ PAPER_PRESETS = {  # preset -> (task, protocol, the paper table its report shows
 }
 
 
-@pytest.fixture(scope="module")
-def artifacts(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    root = tmp_path_factory.mktemp("artifacts")
-    config = load_config("tiny")
-    synthesize(config.synth, expand_path(config.synth.out_dir, root))
-    return root
+@pytest.fixture
+def artifacts(tiny_synth: Path) -> Path:
+    """The session root: its tiny synthetic sets in every format (paths: TINY's synth.out_dir)."""
+    return tiny_synth
 
 
 @pytest.mark.parametrize("preset", sorted(PAPER_PRESETS))
@@ -95,18 +91,6 @@ def test_pretraining_preset_pretrains_on_the_howto100m_format(artifacts: Path) -
     )  # fmt: skip
     results = run_stages(config, ["pretrain"], artifacts)
     assert results["pretrain"]["pretrain"].output("weights").is_file()
-
-
-def test_paper_values_survive_in_the_presets() -> None:
-    assert load_config("youcook2_fineco_256").model.max_video_len == 256
-    assert load_config("youcook2_fineco_32").model.max_video_len == 32
-    qa, mc = load_config("msrvtt_qa"), load_config("msrvtt_mc")
-    assert (qa.datasets["msrvtt_qa"].task, qa.finetune.fineco.k) == ("qa", 20)
-    assert (mc.datasets["msrvtt_mc"].task, mc.finetune.fineco.k) == ("mc", 25)
-    assert (mc.finetune.objective, mc.finetune.optim.epochs) == ("v2t", 5)
-    for name in ("youcook2_fineco_256", "msrvtt_1k", "msvd", "didemo", "msrvtt_qa"):
-        optim = load_config(name).finetune.optim
-        assert (optim.lr, optim.warmup_steps, optim.epochs, optim.amp) == (5e-5, 1000, 15, "fp16")
 
 
 def test_missing_weights_of_a_real_data_preset_fail_before_any_work(tmp_path: Path) -> None:
