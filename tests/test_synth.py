@@ -1,4 +1,5 @@
-"""Tests for pipeline/synth.py: file formats, durations, ground truth, determinism, broken files."""
+"""pipeline/synth/ (HowTo100M, YouCookII sets): formats, durations, ground truth, determinism,
+broken files."""
 
 from __future__ import annotations
 
