@@ -17,7 +17,7 @@ import os
 import subprocess
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import pandas as pd
 from prefect import Task, task
@@ -31,10 +31,12 @@ from pipeline.config import DecodeConfig
 from pipeline.decode import DecodeTask, decode_shard
 from pipeline.extract import ShardWork
 from pipeline.progress import listening
-from pipeline.runner import StageFunction
 from pipeline.stage import StageInputs, rebuilding
 from storage.layout import Manifest
 from storage.pool import ShardRecord
+
+if TYPE_CHECKING:  # the runner loads every front-end stage; a task module needs only the name
+    from pipeline.runner import StageFunction
 
 RESULTS_FOLDER = "prefect-results"  # under the artifact root: shared by every worker
 TRANSIENT = (OSError, subprocess.SubprocessError)  # OSError covers timeouts and connections

@@ -66,7 +66,7 @@ from pipeline.stage import (
 )
 from pipeline.training.checkpoints import load_weights
 from pipeline.training.data import PairClips, split_pairs
-from pipeline.training.model_factory import build_model, load_tokenizer
+from pipeline.training.model_factory import bert_files, build_model, load_tokenizer
 from storage.atomic import atomic_write_json
 from storage.features import FeatureStore
 from storage.layout import Manifest
@@ -117,12 +117,13 @@ class EvaluateInputs(StageInputs):
         return (self.finetune, self.ingest, self.extract)
 
     def files(self) -> dict[str, Path]:
-        """The synthetic ground truth (absent for real data) and DiDeMo's moment annotations."""
+        """The synthetic ground truth (absent for real data), DiDeMo's moment annotations and
+        the BERT files the model is built from."""
         files = {"ground_truth": Path(self.ingest.info.root) / GROUND_TRUTH_FILE}
         if self.ingest.info.adapter == "didemo":
             folder = Path(self.ingest.info.annotation_dir)
             files["moments"] = didemo.data_path(folder, self.config.split)
-        return files
+        return {**files, **bert_files(self.model, self.artifacts)}
 
 
 def split_columns(ingest: Manifest[IngestInfo], split: str, pair_ids: list[str]) -> pd.DataFrame:
@@ -176,14 +177,14 @@ def run_evaluate(inputs: EvaluateInputs) -> Manifest[EvaluateInfo]:
     task, adapter = ingest.info.task, ingest.info.adapter
 
     def build(folder: Path) -> StageResult[EvaluateInfo]:
-        tokenizer = load_tokenizer(model_config.bert)
+        tokenizer = load_tokenizer(model_config.bert, inputs.artifacts)
         dataset = split_pairs(ingest, extract, config.split, tokenizer, model_config)
         needed = 2 if task == "retrieval" else 1
         if len(dataset) < needed:
             raise ValueError(
                 f"evaluate: {len(dataset)} {config.split!r} pairs; need at least {needed}"
             )
-        model, _ = build_model(model_config)
+        model, _ = build_model(model_config, inputs.artifacts)
         vocabulary = read_answers(ingest.output("task")) if task == "qa" else None
         if vocabulary is not None:  # the head first, so the fine-tuned weights load strictly
             attach_answer_head(model, len(vocabulary), model_config.answer_hidden)

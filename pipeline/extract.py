@@ -159,8 +159,10 @@ class _Progress:
 
 
 def extract_pool(artifacts: Path, identity: dict[str, Any]) -> ShardPool:
-    """The feature-shard pool shared by every extract run with the same backbone and code."""
-    key = cache_key("extract-pool", identity, [], code_digest(MODULES))
+    """The feature-shard pool shared by every extract run with the same backbone and code (the
+    weights file's content, not where it lies)."""
+    content = {name: value for name, value in identity.items() if name != "path"}
+    key = cache_key("extract-pool", content, [], code_digest(MODULES))
     return ShardPool(artifacts / "extract" / f"pool-{key}", prefix="features")
 
 
@@ -197,7 +199,9 @@ class ExtractInputs(StageInputs):
         return (self.decode,)
 
     def files(self) -> dict[str, Path]:
-        return {"weights": weights_path(self.config)} if self.config.weights else {}
+        if not self.config.weights:
+            return {}
+        return {"weights": weights_path(self.config, self.artifacts)}
 
 
 def run_extract(
@@ -211,7 +215,8 @@ def run_extract(
     name, config, decode = inputs.dataset, inputs.config, inputs.decode
 
     def build(folder: Path) -> StageResult[ExtractInfo]:
-        identity = weights_identity(config, decode.info.frames_per_second, decode.info.size)
+        clip = decode.info
+        identity = weights_identity(config, clip.frames_per_second, clip.size, inputs.artifacts)
         status = read_table(decode.output("decode"))
         usable = status[(status.status != "failed") & (status.n_seconds > 0)]
         pool = extract_pool(inputs.artifacts, identity)

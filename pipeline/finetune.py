@@ -35,7 +35,7 @@ from pipeline.stage import (
 from pipeline.training.checkpoints import load_weights
 from pipeline.training.data import split_pairs
 from pipeline.training.fit import TRAINING_MODULES, fit, optim_section
-from pipeline.training.model_factory import build_model, load_tokenizer
+from pipeline.training.model_factory import bert_files, build_model, load_tokenizer
 from pipeline.training.objectives import finetune_objective
 from pipeline.training.warm_start import WarmStartReport, load_videoclip_checkpoint
 from storage.layout import Manifest, expand_path
@@ -84,7 +84,8 @@ class FinetuneInputs(StageInputs):
 
     def files(self) -> dict[str, Path]:
         path = init_checkpoint_path(self.config, self.artifacts)
-        return {"init_checkpoint": path} if path is not None else {}
+        start = {"init_checkpoint": path} if path is not None else {}
+        return {**start, **bert_files(self.model, self.artifacts)}
 
 
 def run_finetune(inputs: FinetuneInputs) -> Manifest[FinetuneInfo]:
@@ -94,13 +95,13 @@ def run_finetune(inputs: FinetuneInputs) -> Manifest[FinetuneInfo]:
     init_path = init_checkpoint_path(settings, inputs.artifacts)
 
     def build(folder: Path) -> StageResult[FinetuneInfo]:
-        tokenizer = load_tokenizer(model_config.bert)
+        tokenizer = load_tokenizer(model_config.bert, inputs.artifacts)
         dataset = split_pairs(ingest, inputs.extract, settings.split, tokenizer, model_config)
         if len(dataset) == 0:
             raise ValueError(
                 f"finetune: no {settings.split!r} pairs with features in {settings.dataset!r}"
             )
-        model, facts = build_model(model_config)
+        model, facts = build_model(model_config, inputs.artifacts)
         started_from, warm_start = _load_start(model, inputs, init_path)
         answers = coverage = None
         if task == "qa":  # only now: start weights have no answer head

@@ -22,7 +22,7 @@ from pipeline.stage import (
 )
 from pipeline.training.data import HowToClips
 from pipeline.training.fit import TRAINING_MODULES, fit, optim_section
-from pipeline.training.model_factory import build_model, load_tokenizer
+from pipeline.training.model_factory import bert_files, build_model, load_tokenizer
 from pipeline.training.objectives import pretrain_objective
 from storage.features import FeatureStore
 from storage.layout import Manifest
@@ -54,6 +54,9 @@ class PretrainInputs(StageInputs):
     def upstream(self) -> tuple[Manifest[Any], ...]:
         return (self.ingest, self.extract)
 
+    def files(self) -> dict[str, Path]:
+        return bert_files(self.model, self.artifacts)
+
 
 def run_pretrain(inputs: PretrainInputs) -> Manifest[PretrainInfo]:
     """Pretrain the encoders on the corpus's training captions."""
@@ -62,7 +65,7 @@ def run_pretrain(inputs: PretrainInputs) -> Manifest[PretrainInfo]:
     def build(folder: Path) -> StageResult[PretrainInfo]:
         pairs = read_table(inputs.ingest.output("pairs"))
         pairs = pairs[pairs.split == "train"]
-        tokenizer = load_tokenizer(model_config.bert)
+        tokenizer = load_tokenizer(model_config.bert, inputs.artifacts)
         dataset = HowToClips(
             pairs,
             FeatureStore(inputs.extract.output("index")),
@@ -74,7 +77,7 @@ def run_pretrain(inputs: PretrainInputs) -> Manifest[PretrainInfo]:
         )
         if len(dataset) == 0:
             raise ValueError(f"pretrain: dataset {config.dataset!r} has no training clips")
-        model, facts = build_model(model_config)
+        model, facts = build_model(model_config, inputs.artifacts)
         fitted = fit(model, pretrain_objective(), dataset, config.optim, folder)
         info = PretrainInfo(config.dataset, facts, "symmetric_nce", fitted.training)
         return StageResult(outputs=fitted.outputs, info=info)

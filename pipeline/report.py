@@ -80,20 +80,13 @@ def report_sources(inputs: ReportInputs) -> ReportSources:
     """The files the report document reads, from the run's manifests."""
     runs = []
     for run in inputs.runs:
-        fineco = run.finetune.info.fineco
-        settings = (
-            {key: fineco[key] for key in ("strategy", "k", "ratio", "weight") if key in fineco}
-            if fineco.get("enabled")
-            else {"L1": "off (VideoCLIP)"}
-        )
         runs.append(
             RunSources(
                 variant=run.variant,
                 metrics_json=run.evaluate.output("metrics"),
                 frame_scores_h5=run.evaluate.output("frame_scores"),
                 train_metrics=run.finetune.output("metrics"),
-                settings=settings,
-                fineco=dict(fineco),
+                fineco=dict(run.finetune.info.fineco),
             )
         )
     truth = inputs.files()["ground_truth"]

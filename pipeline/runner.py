@@ -20,16 +20,9 @@ from typing import Any, Protocol
 from pipeline.config import STAGES, Config, ConfigError, DatasetConfig, OptimConfig
 from pipeline.datasets.synthetic import SYNTHETIC_SETS
 from pipeline.decode import DecodeInputs, run_decode
-from pipeline.evaluate import EvaluateInputs, run_evaluate
 from pipeline.extract import ExtractInputs, run_extract
-from pipeline.finetune import FinetuneInputs, init_checkpoint_path, run_finetune
 from pipeline.ingest import IngestInputs, run_ingest
-from pipeline.pretrain import PretrainInputs, run_pretrain
-from pipeline.report import EvaluatedVariant, ReportInputs, run_report
 from pipeline.stage import StageInputs
-from pipeline.training.model_factory import resolve_bert
-from pipeline.training.variants import variant_settings
-from pipeline.video.backbone import weights_path
 from storage.layout import Manifest
 
 log = logging.getLogger(__name__)
@@ -124,16 +117,24 @@ def run_stages(
 def check_weight_files(config: Config, last: int, artifacts: Path) -> None:
     """Fail before any work when a weight file the requested stages need is missing, rather
     than after hours of decoding and extraction (each error names its config key)."""
+    # Imported here, as the learning stages below: `fineco run --stages ingest` and every flow
+    # start need not load transformers and matplotlib.
+    from pipeline.finetune import init_checkpoint_path
+    from pipeline.training.model_factory import resolve_bert
+    from pipeline.video.backbone import weights_path
+
     if last >= STAGES.index("extract") and config.extract.weights:
-        weights_path(config.extract)
+        weights_path(config.extract, artifacts)
     if last >= STAGES.index("pretrain"):
-        resolve_bert(config.model.bert, need_weights=not config.model.random_init)
+        resolve_bert(config.model.bert, artifacts, need_weights=not config.model.random_init)
     if last >= STAGES.index("finetune"):
         init_checkpoint_path(config.finetune, artifacts)
 
 
 def planned_calls(config: Config, stages: Sequence[str]) -> int:
     """How many stage calls `run_stages(config, stages, ...)` makes (for progress bars)."""
+    from pipeline.training.variants import variant_settings
+
     last = max(STAGES.index(stage) for stage in stages)
     calls = len(_front_end_datasets(config, last)) * (min(last, 2) + 1)
     if last >= STAGES.index("pretrain") and (config.finetune.from_pretrain or last == 3):
@@ -181,6 +182,12 @@ def _run_learning(
     config: Config, last: str, artifacts: Path, results: Results, execute: Executor
 ) -> None:
     """pretrain → finetune (each variant) → evaluate (each variant) → report, up to `last`."""
+    from pipeline.evaluate import EvaluateInputs, run_evaluate
+    from pipeline.finetune import FinetuneInputs, run_finetune
+    from pipeline.pretrain import PretrainInputs, run_pretrain
+    from pipeline.report import EvaluatedVariant, ReportInputs, run_report
+    from pipeline.training.variants import variant_settings
+
     pretrain = None
     if config.finetune.from_pretrain or last == "pretrain":
         source = results[config.pretrain.dataset]

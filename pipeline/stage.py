@@ -31,11 +31,18 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, ClassVar, Generic, TypeVar
 
-from pydantic import TypeAdapter
+from pydantic import TypeAdapter, ValidationError
 
 from storage.atomic import remove_stale_temporaries
 from storage.digests import code_digest, file_digest, json_digest
-from storage.layout import Manifest, cache_key, read_manifest, stage_dir, write_manifest
+from storage.layout import (
+    MANIFEST_NAME,
+    Manifest,
+    cache_key,
+    read_manifest,
+    stage_dir,
+    write_manifest,
+)
 
 log = logging.getLogger(__name__)
 
@@ -80,14 +87,26 @@ class StageInputs:
 
 
 def stage_key(inputs: StageInputs) -> str:
-    """The DESIGN.md §3 cache key of a stage run, from its declared inputs alone."""
-    files = {
-        role: file_digest(path) if path.is_file() else None
-        for role, path in sorted(inputs.files().items())
-    }
+    """The DESIGN.md §3 cache key of a stage run, from its declared inputs alone. The code is
+    the stage's modules and this one (it defines how manifests are written and read back)."""
+    files = {role: declared_digest(path) for role, path in sorted(inputs.files().items())}
     upstream = [manifest.digest for manifest in inputs.upstream()]
-    code = code_digest(inputs.modules)
+    code = code_digest((__name__, *inputs.modules))
     return cache_key(inputs.stage, inputs.section(), upstream, code, files)
+
+
+def declared_digest(path: Path) -> str | None:
+    """sha256 of a declared input file, None when it is absent. Remembered per process by (path,
+    size, mtime), so a large file (BERT weights) is read once however many stages declare it."""
+    if not path.is_file():
+        return None
+    status = path.stat()
+    return _digest(str(path.resolve()), status.st_size, status.st_mtime_ns)
+
+
+@functools.lru_cache(maxsize=256)
+def _digest(path: str, size: int, mtime_ns: int) -> str:
+    return file_digest(Path(path))
 
 
 _REBUILD: ContextVar[bool] = ContextVar("fineco_stage_rebuild", default=False)
@@ -110,7 +129,13 @@ def _parser(info_type: type) -> Callable[[Any], Any]:
 
 def read_stage_manifest(folder: Path, info_type: type[Info]) -> Manifest[Info] | None:
     """The manifest of a complete stage folder with its facts as `info_type`, or None."""
-    return read_manifest(folder, _parser(info_type))
+    try:
+        return read_manifest(folder, _parser(info_type))
+    except ValidationError as error:  # written by other code under the same key: say where
+        raise ValueError(
+            f"{folder / MANIFEST_NAME}: its facts do not read as {info_type.__name__} ({error}); "
+            "move the folder aside to run the stage again"
+        ) from None
 
 
 def run_cached(inputs: StageInputs, build: Callable[[Path], StageResult[Info]]) -> Manifest[Info]:

@@ -3,8 +3,9 @@
     <root>/<stage>/<cache_key>/   ...outputs...   manifest.json   (written last, atomically)
 
 `cache_key` is a sha256 over the stage name, the stage's resolved config section, the digests of
-its upstream manifests and a digest of the code the stage runs. A stage folder whose
-`manifest.json` exists is complete; anything else in `<root>/<stage>/` is an unfinished attempt.
+its upstream manifests, the digests of the files it declares as inputs and a digest of the code
+the stage runs (pipeline/stage.py assembles them). A stage folder whose `manifest.json` exists is
+complete; anything else in `<root>/<stage>/` is an unfinished attempt.
 """
 
 from __future__ import annotations

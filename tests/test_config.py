@@ -19,7 +19,7 @@ def test_presets_load_with_typed_sections() -> None:
         assert config.datasets["youcook2"].adapter == "youcook2"
 
 
-def test_overrides_are_parsed_as_yaml_scalars() -> None:
+def test_override_values_are_read_as_yaml() -> None:
     config = load_config("tiny", ["decode.size=48", "decode.max_bad_share=0.1", "extract.weights="])
     assert config.decode.size == 48
     assert config.decode.max_bad_share == pytest.approx(0.1)
@@ -56,12 +56,13 @@ def test_unknown_override_key_is_rejected() -> None:
         ("decode.size=big", r"decode\.size: 'big' is not an integer$"),
         ("decode.backend=opencv", r"decode\.backend: 'opencv' is not one of ffmpeg, decord$"),
         ("finetune.optim.amp=of", r"finetune\.optim\.amp: 'of' is not one of auto, off, bf16"),
-        ("decode.frames_per_second=15", r"decode\.frames_per_second: '15' is not a multiple of 2"),
-        ("decode.size=16", r"decode\.size: '16' is below the minimum 32"),
-        ("decode.max_bad_share=1.5", r"decode\.max_bad_share: '1.5' is above the maximum 1"),
-        ("finetune.fineco.ratio=0", r"finetune\.fineco\.ratio: '0' is not above 0"),
+        ("decode.frames_per_second=15", r"decode\.frames_per_second: 15 is not a multiple of 2"),
+        ("decode.size=16", r"decode\.size: 16 is below the minimum 32"),
+        ("decode.max_bad_share=1.5", r"decode\.max_bad_share: 1\.5 is above the maximum 1"),
+        ("finetune.fineco.ratio=0", r"finetune\.fineco\.ratio: 0 is not above 0"),
         ("decode.keep_frames=maybe", r"decode\.keep_frames: 'maybe' is not true or false"),
-        ("model.bert=[a]", r"model\.bert: \['a'\] is not text"),
+        ("decode.size=[1]", r"decode\.size: \[1\] is not an integer"),
+        ("model.random_init=1", r"model\.random_init: 1 is not true or false"),
         ("finetune.sweep=[{strategy: med}]", r"finetune\.sweep\[0\]\.strategy: 'med' is not"),
         ("synth.short_sets=[msrvtt, bogus]", r"synth\.short_sets\[1\]: 'bogus' is not one of"),
         ("execution.gpu_stages=[extract, x]", r"gpu_stages\[1\]: 'x' is not one of ingest, "),
@@ -95,6 +96,7 @@ def test_overrides_are_read_by_the_keys_type() -> None:
             "decode.keep_frames=false",
             "finetune.optim.lr=1e-4",  # YAML 1.1 would read a string
             "finetune.sweep=[{strategy: median}, {k: 10}]",
+            "datasets.mine={adapter: folder, root: /v}",  # a whole section
         ],
     )
     assert config.finetune.optim.amp == "off"
@@ -102,6 +104,7 @@ def test_overrides_are_read_by_the_keys_type() -> None:
     assert config.decode.keep_frames is False
     assert config.finetune.optim.lr == pytest.approx(1e-4)
     assert [(p.strategy, p.k) for p in config.finetune.sweep] == [("median", 0), ("", 10)]
+    assert (config.datasets["mine"].adapter, config.datasets["mine"].root) == ("folder", "/v")
 
 
 def test_sections_built_in_code_are_validated_too() -> None:

@@ -122,18 +122,16 @@ def test_decord_backend_runs_the_stage(shared: Path) -> None:
     assert decode.info.status_counts == {"ok": 2}
 
 
-def test_without_kept_frames_features_match(shared: Path) -> None:
-    """decode.keep_frames=false: no frame shards on disk, the same features (decoded again)."""
-    artifacts = shared
+def test_without_kept_frames_features_match(artifacts: Path) -> None:
+    """decode.keep_frames=false: no frame shards on disk, the same features (decoded again).
+    A fresh root: on the shared one a preset's run may already hold these very stages."""
     kept = run_stages(load_config("tiny"), FRONT_END, artifacts)["youcook2"]
     streamed = run_stages(load_config("tiny", ["decode.keep_frames=false"]), FRONT_END, artifacts)
     streamed = streamed["youcook2"]
     status = read_table(streamed["decode"].output("decode"))
     assert set(status.shard) == {""}
-    kept_shards = read_table(kept["decode"].output("decode")).shard
-    assert all((Path(kept["decode"].path) / shard).is_file() for shard in kept_shards)
     pools = {p.parent for p in (artifacts / "decode").glob("pool-*/frames-*.json")}
-    assert sum(1 for pool in pools if not list(pool.glob("*.h5"))) == 1  # records, no frames
+    assert len(pools) == 2 and sum(1 for p in pools if not list(p.glob("*.h5"))) == 1
     assert streamed["extract"].info.embedded_seconds == status.n_seconds.sum()
     assert streamed["decode"].info.status_counts == kept["decode"].info.status_counts
     kept_store = FeatureStore(kept["extract"].output("index"))

@@ -15,7 +15,7 @@ import pytest
 from pipeline.config import STAGES
 from pipeline.config.loading import load_config
 from pipeline.runner import run_stages, with_synthetic_data
-from pipeline.training.variants import variants
+from pipeline.training.variants import variant_settings
 
 pytestmark = pytest.mark.slow
 
@@ -67,7 +67,7 @@ def test_preset_runs_every_stage_on_its_synthetic_format(artifacts: Path, preset
     task, protocol, table = PAPER_PRESETS[preset]
     config = with_synthetic_data(load_config(preset, TINY))
     results = run_stages(config, STAGES, artifacts)
-    names = variants(config.finetune)
+    names = list(variant_settings(config.finetune))
     assert set(names) <= set(results)
     for variant in names:
         metrics = json.loads(results[variant]["evaluate"].output("metrics").read_text())

@@ -1,4 +1,4 @@
-"""Tests for pipeline/report.py: tables, statements, figures, thumbnails from fake stage outputs."""
+"""pipeline/reporting/document.py: tables, statements, figures, thumbnails from fake outputs."""
 
 from __future__ import annotations
 
@@ -141,7 +141,6 @@ def inputs(tmp_path: Path) -> ReportSources:
                 run_folder / "metrics.json",
                 run_folder / "frame_scores.h5",
                 run_folder / "metrics.jsonl",
-                settings,
                 fineco={"enabled": variant == "fineco", **settings},
             )
         )

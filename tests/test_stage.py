@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, ClassVar
 
@@ -27,8 +27,10 @@ class ToyInputs(StageInputs):
     a: int = 1
     upstream_manifests: tuple[Manifest[Any], ...] = ()
     declared: tuple[tuple[str, Path], ...] = ()
+    asked: list[str] = field(default_factory=list, compare=False)  # each section() call
 
     def section(self) -> dict[str, Any]:
+        self.asked.append("section")
         return {"a": self.a}
 
     def upstream(self) -> tuple[Manifest[Any], ...]:
@@ -59,11 +61,11 @@ def test_second_call_is_a_cache_hit_with_typed_facts(tmp_path: Path) -> None:
 
 def test_key_is_known_before_the_stage_runs_and_computed_once(tmp_path: Path) -> None:
     inputs = ToyInputs(artifacts=tmp_path)
-    key = stage_key(inputs)
-    assert inputs.key == key and not (tmp_path / "toy").exists()
-    assert inputs.__dict__["key"] == key  # kept: the run below reads it, not a second digest
+    key = inputs.key  # what an orchestrator's cache_key_fn asks first
+    assert key == stage_key(ToyInputs(artifacts=tmp_path)) and not (tmp_path / "toy").exists()
     manifest = run_cached(inputs, _build_counter([]))
     assert manifest.cache_key == key and Path(manifest.path) == tmp_path / "toy" / key
+    assert inputs.asked == ["section"]  # the run used the key computed before it
 
 
 def test_key_changes_with_section_upstream_files_and_code() -> None:

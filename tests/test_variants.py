@@ -6,12 +6,13 @@ import pytest
 
 from pipeline.config import ConfigError, FinecoConfig
 from pipeline.config.loading import load_config
-from pipeline.training.variants import variant_config, variants
+from pipeline.training.variants import variant_settings
 
 
 def test_table6_preset_expands_into_one_variant_per_strategy() -> None:
     config = load_config("youcook2_table6").finetune
-    names = variants(config)
+    settings = variant_settings(config)
+    names = list(settings)
     assert names[0] == "fineco" and names[-1] == "baseline"
     # k = 50 is the preset's own setting: listed in the sweep, run once.
     assert "fineco-fixed_k-k50" not in names
@@ -27,27 +28,26 @@ def test_table6_preset_expands_into_one_variant_per_strategy() -> None:
         "fineco-ratio-0.8",
         "fineco-random-k50",
     ]
-    median = variant_config(config, "fineco-median").fineco
+    median = settings["fineco-median"].fineco
     assert (median.strategy, median.k, median.enabled) == ("median", 50, True)
-    ratio = variant_config(config, "fineco-ratio-0.3").fineco
+    ratio = settings["fineco-ratio-0.3"].fineco
     assert (ratio.strategy, ratio.ratio) == ("ratio", 0.3)
 
 
 def test_baseline_ignores_fineco_and_sweep_settings() -> None:
     one = load_config("tiny", ["finetune.fineco.k=3"]).finetune
     two = load_config("tiny", ["finetune.fineco.k=7", "finetune.sweep=[{k: 2}]"]).finetune
-    assert variant_config(one, "baseline").fineco == FinecoConfig(enabled=False)
-    assert variant_config(one, "baseline").fineco == variant_config(two, "baseline").fineco
-    assert variants(two) == ["fineco", "fineco-fixed_k-k2", "baseline"]
+    baseline = variant_settings(one)["baseline"].fineco
+    assert baseline == FinecoConfig(enabled=False)
+    assert baseline == variant_settings(two)["baseline"].fineco
+    assert list(variant_settings(two)) == ["fineco", "fineco-fixed_k-k2", "baseline"]
 
 
 def test_disabled_fineco_keeps_the_sweep_and_the_baseline() -> None:
     config = load_config(
         "tiny", ["finetune.fineco.enabled=false", "finetune.sweep=[{strategy: median}]"]
     ).finetune
-    assert variants(config) == ["fineco-median", "baseline"]
-    with pytest.raises(ValueError, match="unknown fine-tuning variant 'fineco'"):
-        variant_config(config, "fineco")
+    assert list(variant_settings(config)) == ["fineco-median", "baseline"]
 
 
 def test_bad_sweep_point_names_the_key() -> None:

@@ -85,10 +85,12 @@ def measure_extract(job: dict[str, Any]) -> dict[str, Any]:
     import torch
 
     from pipeline.video.backbone import embed_clips, load_backbone, weights_identity
+    from storage.layout import artifact_root
 
     config = ExtractConfig(**{**job["config"], "weights": ""})
     frames, size, batch = job["frames"], job["size"], config.batch_seconds
-    backbone = load_backbone(config, weights_identity(config, frames, size))
+    identity = weights_identity(config, frames, size, artifact_root())  # random: no file
+    backbone = load_backbone(config, identity)
     clips = np.random.default_rng(0).integers(0, 256, (batch, frames, size, size, 3), np.uint8)
     embed_clips(backbone, clips)  # warm-up: allocator, kernels, threads
     if backbone.device.type == "cuda":

@@ -201,7 +201,7 @@ def _random_batch(size: int, model: ModelConfig, device: Any) -> Any:
 
 
 def _finetune(data: dict[str, Any]) -> FinetuneConfig:
-    from pipeline.config import FinecoConfig, OptimConfig
+    """The section sent to the measuring process as JSON, validated back (nested sections too)."""
+    from pydantic import TypeAdapter
 
-    optim = OptimConfig(**{**data["optim"], "betas": tuple(data["optim"]["betas"])})
-    return FinetuneConfig(**{**data, "optim": optim, "fineco": FinecoConfig(**data["fineco"])})
+    return TypeAdapter(FinetuneConfig).validate_python(data)

@@ -14,7 +14,7 @@ import typing
 from dataclasses import field
 from typing import Annotated, Any, Literal
 
-from pydantic import ConfigDict, Field, model_validator
+from pydantic import ConfigDict, Field, StrictBool, model_validator
 from pydantic.dataclasses import dataclass
 
 from storage.layout import ARTIFACTS
@@ -33,7 +33,8 @@ SweepStrategy = Literal["", "fixed_k", "median", "ratio", "random"]  # "" = the 
 PositiveInt = Annotated[int, Field(ge=1)]
 NonNegativeInt = Annotated[int, Field(ge=0)]
 Share = Annotated[float, Field(ge=0.0, le=1.0)]
-# Unknown keys are errors; numbers given for text (`split: 2018`) are read as text.
+# Unknown keys are errors; numbers given for text (`split: 2018`) are read as text; booleans
+# are true or false only (StrictBool: a 1 or a "yes" string is refused).
 SECTION = ConfigDict(extra="forbid", coerce_numbers_to_str=True)
 
 
@@ -81,7 +82,7 @@ class SynthConfig:
     max_segments: PositiveInt = 5
     min_segment_s: PositiveInt = 3
     max_segment_s: PositiveInt = 15
-    broken_videos: bool = True  # add one truncated and one corrupt file to the YouCookII set
+    broken_videos: StrictBool = True  # add one truncated and one corrupt file to the YouCookII set
     # Short-video sets (4-10 s, captions cover most of each video): MSR-VTT formats, and MSVD
     # formats over the same videos; DiDeMo formats over 30 s videos of 5-second moments.
     short_sets: tuple[ShortSet, ...] = SHORT_SETS
@@ -123,7 +124,7 @@ class DecodeConfig:
     max_bad_share: Share = 0.25  # fail the stage when more videos than this share are bad
     # Keep decoded clips in frame shards (4.5 MB per video-second at 30 frames of 224 px). Off:
     # decode still checks every video and counts its seconds, and extract decodes it again.
-    keep_frames: bool = True
+    keep_frames: StrictBool = True
 
 
 @dataclass(frozen=True, config=SECTION)
@@ -152,7 +153,7 @@ class ModelConfig:
     selector_hidden: NonNegativeInt = 0  # frame-selector MLP width; 0 = the BERT hidden size
     answer_hidden: NonNegativeInt = 0  # open-ended QA head over [video ; text]; 0 = hidden size
     # Random weights with the checkpoint's vocabulary and these sizes (tests, quick runs):
-    random_init: bool = False
+    random_init: StrictBool = False
     random_hidden: PositiveInt = 32
     random_layers: PositiveInt = 2
     random_heads: PositiveInt = 2
@@ -172,7 +173,7 @@ class ModelConfig:
 class FinecoConfig:
     """FineCo's frame-level loss L1 (paper Eq. 3) and how positives are chosen (§5.2)."""
 
-    enabled: bool = True  # false = the VideoCLIP baseline (L2 only)
+    enabled: StrictBool = True  # false = the VideoCLIP baseline (L2 only)
     weight: Annotated[float, Field(ge=0.0)] = 1.0  # L = weight · L1 + L2
     strategy: Strategy = "fixed_k"
     k: PositiveInt = 50  # fixed_k and random: number of positive frames
@@ -236,11 +237,13 @@ class FinetuneConfig:
     objective: Literal["t2v", "v2t"] = "t2v"  # L2: text→video (retrieval), video→text (MC)
     optim: OptimConfig = field(default_factory=OptimConfig)
     fineco: FinecoConfig = field(default_factory=FinecoConfig)
-    from_pretrain: bool = True  # start from the pretrain stage's checkpoint
+    from_pretrain: StrictBool = True  # start from the pretrain stage's checkpoint
     # A released VideoCLIP checkpoint_best.pt (fairseq wrapper, `mmmodel.` keys) to start from
     # instead; "" = none. Needs from_pretrain=false. `{artifacts}` expands.
     init_checkpoint: str = ""
-    baseline: bool = True  # also train the VideoCLIP baseline (fineco.enabled=false), same rest
+    baseline: StrictBool = (
+        True  # also train the VideoCLIP baseline (fineco.enabled=false), same rest
+    )
     # Ablations: each point is one more fine-tuned and evaluated variant (Tables 6 and 7).
     sweep: tuple[SweepPoint, ...] = ()
 
@@ -282,7 +285,7 @@ class ExecutionConfig:
     # deployments (prefect.yaml) run the GPU stages, one run at a time (pool limit 1).
     gpu_pool: str = ""
     gpu_stages: tuple[StageName, ...] = ("extract", "pretrain", "finetune", "evaluate")
-    telemetry_interval_s: Annotated[float, Field(gt=0.0)] = 15.0  # GPU log interval
+    telemetry_interval_s: Annotated[float, Field(ge=0.0)] = 15.0  # GPU log interval; 0 = off
 
 
 @dataclass(frozen=True, config=SECTION)

@@ -2,8 +2,9 @@
 
 A preset is a YAML mapping in `pipeline/configs/` whose sections mirror `pipeline.config`'s
 dataclasses. Overrides use dotted paths (`decode.size=112`, `datasets.youcook.root=/data/yc`);
-the value is read by the key's type (`finetune.optim.amp=off` stays the text "off") and a value in
-brackets is a YAML list (`finetune.sweep=[{strategy: median}, {k: 10}]`). Every problem is named
+a value is read as YAML (numbers, booleans, lists such as
+`finetune.sweep=[{strategy: median}, {k: 10}]`, mappings) unless its key takes text, which keeps
+the value as typed (`finetune.optim.amp=off` stays "off"). Every problem is named
 in one line: `<file>: decode.backend: 'opencv' is not one of ffmpeg, decord`.
 """
 
@@ -13,7 +14,7 @@ import dataclasses
 import typing
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import yaml
 from pydantic import TypeAdapter, ValidationError
@@ -80,17 +81,26 @@ def apply_override(raw: dict[str, Any], override: str) -> None:
         if not isinstance(child, dict):
             raise ConfigError(f"override {override!r}: {part!r} is a value, not a section")
         node = child
-    node[parts[-1]] = _override_value(override, text)
+    node[parts[-1]] = _override_value(parts, text)
 
 
-def _override_value(override: str, text: str) -> Any:
-    """The text as typed (the schema reads it by the key's type), a bracketed value as a list."""
-    if not text.lstrip().startswith("["):
+def _override_value(parts: Sequence[str], text: str) -> Any:
+    """The value as YAML reads it (a number, a boolean, a list, a mapping), unless the key takes
+    text: then as typed, so `finetune.optim.amp=off` stays "off" (YAML would read a boolean)
+    and `synth.out_dir={artifacts}/x` stays a path (YAML would read a broken mapping)."""
+    try:
+        hint = _type_at(parts)
+    except (KeyError, TypeError):  # an unknown key: validation names it
         return text
+    choices = typing.get_args(hint) if typing.get_origin(hint) is Literal else ()
+    if hint is str or (choices and all(isinstance(choice, str) for choice in choices)):
+        return text
+    if not text.strip():
+        return ""
     try:
         return yaml.safe_load(text)
-    except yaml.YAMLError as error:
-        raise ConfigError(f"override {override!r}: not a YAML list: {error}") from None
+    except yaml.YAMLError:
+        return text  # validation says what the key wants
 
 
 # ---------------------------------------------------------------- errors in the user's words

@@ -1,9 +1,10 @@
 """Dataset adapters: annotation files in the real datasets' formats → the dataset index.
 
-One module per dataset (`howto100m`, `youcook2`, `msrvtt`, `msvd`, `didemo`, `folder`), each
-with `load(config, root)` → `DatasetTables` and `annotation_files(config, root)`; `tables` holds
-the shared schemas
-(DESIGN.md §3, formats in reference/videoclip-facts.md §2.3 and §2.7).
+One module per dataset (`howto100m`, `youcook2`, `msrvtt` with its file readers in
+`msrvtt_files`, `msvd`, `didemo`, `folder`), each with `load(config, root)` → `DatasetTables` and
+`annotation_files(config, root)`; `tables` holds the shared schemas and `synthetic` where
+`fineco synth` puts each format's set (DESIGN.md §3, formats in reference/videoclip-facts.md
+§2.3 and §2.7).
 """
 
 from __future__ import annotations

@@ -2,8 +2,8 @@
 
 pipeline/synth/ writes the sets here (under `synth.out_dir`); `fineco run --synthetic` points a
 preset's datasets at them; evaluate and report read each set's ground truth, the seconds that
-truly show each pair's caption, from `GROUND_TRUTH_FILE` beside its annotations (real sets have
-none, and then selector precision is reported as unavailable).
+truly show each pair's caption, from `GROUND_TRUTH_FILE` at the set's root (real sets have none,
+and then selector precision is reported as unavailable).
 """
 
 from __future__ import annotations
@@ -22,10 +22,12 @@ class SyntheticSet:
     videos: str  # the video folder, relative to the set's folder
 
 
+MSRVTT = SyntheticSet("msrvtt", "", "videos")
 SYNTHETIC_SETS: dict[str, SyntheticSet] = {  # adapter → its synthetic set
     "howto100m": SyntheticSet("howto100m", howto100m.CAPTION_FILES[0], "videos"),
     "youcook2": SyntheticSet("youcook2", youcook2.ANNOTATION_FILE, "videos"),
-    "msrvtt": SyntheticSet("msrvtt", "", "videos"),
-    "msvd": SyntheticSet("msvd", msvd.ANNOTATION_FILE, "../msrvtt/videos"),  # msrvtt's videos
+    "msrvtt": MSRVTT,
+    # MSVD's files over the MSR-VTT set's videos
+    "msvd": SyntheticSet("msvd", msvd.ANNOTATION_FILE, f"../{MSRVTT.folder}/{MSRVTT.videos}"),
     "didemo": SyntheticSet("didemo", "", "videos"),
 }

@@ -50,7 +50,6 @@ class RunSources:
     metrics_json: Path  # evaluate's metrics.json
     frame_scores_h5: Path  # evaluate's frame_scores.h5
     train_metrics: Path  # finetune's metrics.jsonl
-    settings: dict[str, Any]  # e.g. {"strategy": "fixed_k", "k": 50, "weight": 1.0}
     fineco: dict[str, Any] = field(default_factory=dict)  # finetune info's whole FineCo section
 
 

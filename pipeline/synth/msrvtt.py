@@ -35,7 +35,7 @@ from typing import Any
 from pipeline.config import SynthConfig
 from pipeline.datasets.synthetic import GROUND_TRUTH_FILE, SYNTHETIC_SETS
 from pipeline.synth.concepts import CONCEPTS, FILLERS, MOTIONS, TINTS
-from pipeline.synth.render import Segment, VideoPlan, describe, render_into
+from pipeline.synth.render import Segment, VideoPlan, describe, render_into, truth_entry
 from storage.atomic import atomic_write_json, atomic_write_text
 
 log = logging.getLogger(__name__)
@@ -145,14 +145,6 @@ def _captions(rng: random.Random, plan: VideoPlan) -> list[tuple[str, Segment]]:
     return chosen
 
 
-def _truth(plan: VideoPlan, seg: Segment) -> dict[str, Any]:
-    return {
-        "video_id": plan.video_id,
-        "concept": seg.concept,
-        "seconds": list(range(seg.start, seg.end)),
-    }
-
-
 def _csv(header: list[str], rows: list[list[Any]], delimiter: str = ",") -> str:
     buffer = io.StringIO()
     writer = csv.writer(buffer, delimiter=delimiter, lineterminator="\n")
@@ -187,11 +179,6 @@ def plan_msrvtt(config: SynthConfig, videos: int = 12, test_videos: int = 4) -> 
         raise ValueError(
             f"synth msrvtt: need 1 <= test_videos < videos, got {test_videos}/{videos}"
         )
-    if config.width % 2 or config.height % 2:
-        raise ValueError(
-            f"synth msrvtt: need an even width and height (yuv420p), found "
-            f"{config.width}x{config.height}"
-        )
     rng = random.Random(f"{config.seed}:msrvtt")
     plans = [plan_short_video(rng, f"video{n}") for n in range(videos)]
     n_train = videos - test_videos
@@ -216,7 +203,7 @@ def plan_msrvtt(config: SynthConfig, videos: int = 12, test_videos: int = 4) -> 
         for text, seg in captions[plan.video_id]:
             sentences.append({"caption": text, "video_id": plan.video_id, "sen_id": sen_id})
             if split == "train":
-                truth[f"{plan.video_id}:{sen_id}"] = _truth(plan, seg)
+                truth[f"{plan.video_id}:{sen_id}"] = truth_entry(plan.video_id, seg)
             sen_id += 1
 
     jsfusion, mc = [], []
@@ -225,8 +212,9 @@ def plan_msrvtt(config: SynthConfig, videos: int = 12, test_videos: int = 4) -> 
         main = main_segment(plan)
         text = next(t for t, seg in captions[plan.video_id] if seg == main)
         jsfusion.append([f"ret{i}", f"msr{number}", plan.video_id, text])
-        truth[f"ret{i}"] = _truth(plan, main)
-        truth[f"mc{i}"] = _truth(plan, main)  # the MC test pair's text is the true caption
+        truth[f"ret{i}"] = truth_entry(plan.video_id, main)
+        # the MC test pair's text is the true caption
+        truth[f"mc{i}"] = truth_entry(plan.video_id, main)
         shown = {seg.concept for seg in plan.concept_segments()}
         others = rng.sample(sorted(set(CONCEPTS) - shown), MC_CANDIDATES - 1)
         candidates = [describe(rng, CONCEPTS[name]) for name in others]
@@ -241,7 +229,7 @@ def plan_msrvtt(config: SynthConfig, videos: int = 12, test_videos: int = 4) -> 
     by_number = {int(p.video_id.removeprefix("video")): p for p in plans}
     for item in qa_train + qa_val + qa_test:  # every question asks about the main concept
         plan = by_number[item["video_id"]]
-        truth[f"qa{item['id']}"] = _truth(plan, main_segment(plan))
+        truth[f"qa{item['id']}"] = truth_entry(plan.video_id, main_segment(plan))
 
     documents = {
         "MSRVTT_data.json": {"videos": video_rows, "sentences": sentences},

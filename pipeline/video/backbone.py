@@ -26,7 +26,7 @@ from models.s3dg import S3D, calibrate_batch_norm
 from pipeline.config import ExtractConfig
 from pipeline.devices import resolve_device
 from storage.digests import file_digest
-from storage.layout import artifact_root, expand_path
+from storage.layout import expand_path
 
 log = logging.getLogger(__name__)
 
@@ -67,18 +67,21 @@ def backbone_recipe(config: ExtractConfig, frames: int, size: int) -> dict[str, 
     return {"random_init": False}
 
 
-def weights_identity(config: ExtractConfig, frames: int, size: int) -> dict[str, Any]:
-    """What determines the backbone's parameters: the recipe, and a weights file's digest."""
+def weights_identity(
+    config: ExtractConfig, frames: int, size: int, artifacts: Path
+) -> dict[str, Any]:
+    """What determines the backbone's parameters: the recipe, and a weights file's digest (and
+    path, for the record)."""
     recipe = backbone_recipe(config, frames, size)
     if recipe["random_init"]:
         return recipe
-    path = weights_path(config)
+    path = weights_path(config, artifacts)
     return {**recipe, "path": str(path), "sha256": file_digest(path)}
 
 
-def weights_path(config: ExtractConfig) -> Path:
-    """`extract.weights` with `{artifacts}` (= $FINECO_ARTIFACTS) expanded; it must exist."""
-    path = expand_path(config.weights, artifact_root())
+def weights_path(config: ExtractConfig, artifacts: Path) -> Path:
+    """`extract.weights` with `{artifacts}` (the run's artifact root) expanded; it must exist."""
+    path = expand_path(config.weights, artifacts)
     if not path.is_file():
         raise WeightsError(
             f"extract.weights = {config.weights!r}: S3D weights file {path} does not exist"
