@@ -23,7 +23,7 @@ import pandas as pd
 
 from pipeline.config import DatasetConfig
 from pipeline.datasets import annotation_files, load_dataset
-from pipeline.datasets.tables import find_video_files, video_folder
+from pipeline.datasets.tables import media_files, media_folder
 from pipeline.stage import IngestInfo, StageInputs, StageResult, run_cached
 from storage.atomic import atomic_write_json
 from storage.digests import json_digest
@@ -92,10 +92,11 @@ def dataset_root(name: str, config: DatasetConfig, artifacts: Path) -> Path:
 
 
 def video_listing(config: DatasetConfig, root: Path) -> str:
-    """A digest of the video folder's listing: relative path, size and mtime of every file."""
-    folder = video_folder(config, root)
+    """A digest of the media folder's listing (videos, or feature files): relative path, size
+    and mtime of every file."""
+    folder = media_folder(config, root)
     listing = []
-    for path in find_video_files(folder).values():
+    for path in media_files(config, root).values():
         stat = path.stat()
         listing.append((path.relative_to(folder).as_posix(), stat.st_size, stat.st_mtime_ns))
     return json_digest(sorted(listing))
@@ -122,6 +123,7 @@ def _build(name: str, config: DatasetConfig, root: Path, folder: Path) -> StageR
         splits=_split_counts(tables.videos, tables.pairs),
         dropped={reason: int(count) for reason, count in tables.dropped.items()},
         task_facts=task_summary(tables.extras) if tables.extras else {},
+        features=bool(config.features),
     )
     log.info("ingest %s: %d videos, %d pairs", name, info.videos, info.pairs)
     return StageResult(outputs=outputs, info=info)

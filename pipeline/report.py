@@ -57,7 +57,7 @@ class ReportInputs(StageInputs):
     dataset: str  # the evaluated dataset and split
     split: str
     ingest: Manifest[IngestInfo]
-    decode: Manifest[DecodeInfo]
+    decode: Manifest[DecodeInfo] | None  # None: the dataset came as features, no frames
     extract: Manifest[ExtractInfo]
 
     def __post_init__(self) -> None:
@@ -70,7 +70,8 @@ class ReportInputs(StageInputs):
     def upstream(self) -> tuple[Manifest[Any], ...]:
         runs = [manifest for run in self.runs for manifest in (run.finetune, run.evaluate)]
         pretrain = [self.pretrain] if self.pretrain is not None else []
-        return (*runs, self.ingest, self.decode, self.extract, *pretrain)
+        decode = [self.decode] if self.decode is not None else []
+        return (*runs, self.ingest, *decode, self.extract, *pretrain)
 
     def files(self) -> dict[str, Path]:
         return {"ground_truth": Path(self.ingest.info.root) / GROUND_TRUTH_FILE}
@@ -94,10 +95,11 @@ def report_sources(inputs: ReportInputs) -> ReportSources:
         config_name=inputs.config_name,
         runs=runs,
         pretrain_metrics=inputs.pretrain.output("metrics") if inputs.pretrain else None,
-        decode_table=inputs.decode.output("decode"),
-        decode_folder=Path(inputs.decode.path),
+        decode_table=inputs.decode.output("decode") if inputs.decode else None,
+        decode_folder=Path(inputs.decode.path) if inputs.decode else None,
         ground_truth=truth if truth.is_file() else None,
         s3d_random_init=inputs.extract.info.random_init,
+        features_imported=inputs.extract.info.imported,
         dataset=inputs.dataset,
         split=inputs.split,
         pairs_table=inputs.ingest.output("pairs"),

@@ -20,7 +20,7 @@ from typing import Any, Protocol
 from pipeline.config import STAGES, Config, ConfigError, DatasetConfig, OptimConfig
 from pipeline.datasets.synthetic import SYNTHETIC_SETS
 from pipeline.decode import DecodeInputs, run_decode
-from pipeline.extract import ExtractInputs, run_extract
+from pipeline.extract import ExtractInputs, ImportInputs, run_extract, run_import
 from pipeline.ingest import IngestInputs, run_ingest
 from pipeline.stage import StageInputs
 from storage.layout import Manifest
@@ -136,7 +136,10 @@ def planned_calls(config: Config, stages: Sequence[str]) -> int:
     from pipeline.training.variants import variant_settings
 
     last = max(STAGES.index(stage) for stage in stages)
-    calls = len(_front_end_datasets(config, last)) * (min(last, 2) + 1)
+    calls = sum(
+        min(last, 2) + 1 - (1 if last >= 1 and config.datasets[name].features else 0)
+        for name in _front_end_datasets(config, last)
+    )
     if last >= STAGES.index("pretrain") and (config.finetune.from_pretrain or last == 3):
         calls += 1
     if last >= STAGES.index("finetune"):
@@ -147,9 +150,15 @@ def planned_calls(config: Config, stages: Sequence[str]) -> int:
 def run_front_end(
     config: Config, name: str, last: str, artifacts: Path, execute: Executor = call_directly
 ) -> dict[str, Manifest]:
-    """ingest → decode → extract of one dataset, up to `last`."""
+    """ingest → decode → extract of one dataset, up to `last`; a dataset of pre-extracted
+    features has no decode, and its extract imports the feature files."""
     ingest = IngestInputs(artifacts=artifacts, dataset=name, config=config.datasets[name])
     manifests = {"ingest": execute(name, run_ingest, ingest)}
+    if config.datasets[name].features:
+        if last == "extract":
+            imported = ImportInputs(artifacts=artifacts, dataset=name, ingest=manifests["ingest"])
+            manifests["extract"] = execute(name, run_import, imported)
+        return manifests
     if last in ("decode", "extract"):
         decode = DecodeInputs(
             artifacts=artifacts, dataset=name, ingest=manifests["ingest"], config=config.decode
@@ -239,7 +248,7 @@ def _run_learning(
             dataset=config.evaluate.dataset,
             split=config.evaluate.split,
             ingest=test_set["ingest"],
-            decode=test_set["decode"],
+            decode=test_set.get("decode"),
             extract=test_set["extract"],
         )
         results["report"] = {"report": execute(config.name, run_report, inputs)}

@@ -191,6 +191,7 @@ class IngestInfo:
     splits: dict[str, dict[str, int]]  # split → {"videos": n, "pairs": m}
     dropped: dict[str, int]  # reason → records left out
     task_facts: dict[str, Any] = field(default_factory=dict)  # task.json summarised
+    features: bool = False  # the videos are pre-extracted feature files (no decode)
 
 
 @dataclass(frozen=True)
@@ -217,6 +218,7 @@ class ExtractInfo:
     embedded_seconds: int  # embedded by this run (the rest came from the pool)
     embedded_per_second: float | None
     device: str | None  # None when every shard came from the pool
+    imported: bool = False  # features read from the dataset's files, not computed by S3D-G
 
 
 @dataclass(frozen=True)

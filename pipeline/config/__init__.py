@@ -50,6 +50,10 @@ class DatasetConfig:
     root: str  # dataset root; `{artifacts}` expands to the artifact root
     annotations: str = ""  # annotation file relative to root ("" for the folder adapter)
     videos: str = "videos"  # directory of video files relative to root
+    # A folder (relative to root) of pre-extracted per-second features, one `<video_id>.npy`
+    # (seconds, 512) per video, as MMPT ships them. Set: the dataset has no video files; ingest
+    # matches the annotations to these files and extract imports them (no decode, no S3D-G).
+    features: str = ""
     split: str = "train"  # split given to every video by adapters without splits (folder)
     # What the pairs are for (msrvtt only offers qa and mc): retrieval = caption pairs; qa =
     # MSR-VTT-QA questions with an answer-vocabulary index; mc = retrieval training pairs and

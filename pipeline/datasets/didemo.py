@@ -38,12 +38,11 @@ from pipeline.datasets.tables import (
     WHOLE_VIDEO_END_S,
     AnnotationError,
     DatasetTables,
-    find_video_files,
     match_video_files,
+    media_files,
     pairs_table,
     read_json,
     shown,
-    video_folder,
     videos_table,
     whole_seconds,
 )
@@ -105,7 +104,7 @@ def load(config: DatasetConfig, root: Path) -> DatasetTables:
             texts = paragraphs.setdefault(video_id, [])
             if moment.description not in texts:
                 texts.append(moment.description)
-    files = find_video_files(video_folder(config, root))
+    files = media_files(config, root)
     matched = match_video_files(paragraphs, files)
     dropped: Counter[str] = Counter()
     kept = {video_id: matched[video_id] for video_id in paragraphs if video_id in matched}

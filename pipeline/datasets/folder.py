@@ -13,11 +13,12 @@ from pathlib import Path
 
 from pipeline.config import DatasetConfig
 from pipeline.datasets.tables import (
+    FEATURE_SUFFIXES,
     VIDEO_SUFFIXES,
     DatasetTables,
     empty_pairs,
-    find_video_files,
-    video_folder,
+    media_files,
+    media_folder,
     videos_table,
 )
 
@@ -30,12 +31,13 @@ def annotation_files(config: DatasetConfig, root: Path) -> list[Path]:
 
 
 def load(config: DatasetConfig, root: Path) -> DatasetTables:
-    """One videos row per video file; no pairs."""
-    folder = video_folder(config, root)
-    files = find_video_files(folder)
+    """One videos row per video file (or feature file); no pairs."""
+    folder = media_folder(config, root)
+    files = media_files(config, root)
     if not files:
-        suffixes = " ".join(sorted(VIDEO_SUFFIXES))
-        raise FileNotFoundError(f"no video files ({suffixes}) under {folder}")
+        kind = "feature" if config.features else "video"
+        suffixes = " ".join(sorted(FEATURE_SUFFIXES if config.features else VIDEO_SUFFIXES))
+        raise FileNotFoundError(f"no {kind} files ({suffixes}) under {folder}")
     splits = dict.fromkeys(files, config.split)
     log.info("folder %s: %d videos", folder, len(files))
     return DatasetTables(videos=videos_table(files, splits), pairs=empty_pairs(), dropped={})

@@ -26,12 +26,11 @@ from pipeline.datasets.tables import (
     PAIR_COLUMNS,
     AnnotationError,
     DatasetTables,
-    find_video_files,
     match_video_files,
+    media_files,
     pairs_table,
     read_json,
     shown,
-    video_folder,
     videos_table,
 )
 
@@ -65,7 +64,7 @@ def load(config: DatasetConfig, root: Path) -> DatasetTables:
     path = caption_path(config, root)
     captions = read_captions(path)
     listed = read_split_lists(root)
-    files = find_video_files(video_folder(config, root))
+    files = media_files(config, root)
     matched = match_video_files(captions, files)
     dropped: Counter[str] = Counter()
     kept: dict[str, Path] = {}

@@ -71,10 +71,9 @@ from pipeline.datasets.tables import (
     WHOLE_VIDEO_END_S,
     AnnotationError,
     DatasetTables,
-    find_video_files,
     match_video_files,
+    media_files,
     pairs_table,
-    video_folder,
     videos_table,
 )
 
@@ -250,7 +249,7 @@ def _tables(
     Each pair is (pair_id, text, *values of the `task_dtypes` columns); every pair covers its
     whole video.
     """
-    files = find_video_files(video_folder(config, root))
+    files = media_files(config, root)
     matched = match_video_files(videos, files)
     dropped: Counter[str] = Counter()
     kept: dict[str, Path] = {}

@@ -41,11 +41,10 @@ from pipeline.datasets.tables import (
     WHOLE_VIDEO_END_S,
     AnnotationError,
     DatasetTables,
-    find_video_files,
     match_video_files,
+    media_files,
     pairs_table,
     shown,
-    video_folder,
     videos_table,
 )
 
@@ -82,7 +81,7 @@ def load(config: DatasetConfig, root: Path) -> DatasetTables:
     path = annotation_path(config, root)
     captions = read_captions(path)
     splits = read_splits({split: list_path(config, root, split) for split in SPLITS})
-    files = find_video_files(video_folder(config, root))
+    files = media_files(config, root)
     matched = match_video_files(captions, files)
     dropped: Counter[str] = Counter()
     kept: dict[str, Path] = {}

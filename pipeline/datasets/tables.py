@@ -63,6 +63,9 @@ VIDEO_SUFFIXES: frozenset[str] = frozenset(
 )
 
 
+FEATURE_SUFFIXES: frozenset[str] = frozenset({".npy"})  # pre-extracted features per video
+
+
 class AnnotationError(ValueError):
     """An annotation file that does not fit its format.
 
@@ -146,22 +149,34 @@ def video_folder(config: DatasetConfig, root: Path) -> Path:
     return root / config.videos
 
 
-def find_video_files(folder: Path) -> dict[str, Path]:
-    """Every video file under `folder`, recursively, keyed by video id.
+def media_folder(config: DatasetConfig, root: Path) -> Path:
+    """Where the dataset's media are: its feature folder when it has one, else its videos."""
+    return root / config.features if config.features else video_folder(config, root)
+
+
+def media_files(config: DatasetConfig, root: Path) -> dict[str, Path]:
+    """The dataset's media files by video id: `<id>.npy` features when `config.features` is
+    set, else video files (what adapters match their annotations against)."""
+    suffixes = FEATURE_SUFFIXES if config.features else VIDEO_SUFFIXES
+    return find_video_files(media_folder(config, root), suffixes)
+
+
+def find_video_files(folder: Path, suffixes: frozenset[str] = VIDEO_SUFFIXES) -> dict[str, Path]:
+    """Every media file under `folder` (video files by default), recursively, keyed by video id.
 
     The id is the path relative to `folder` without its suffix, in posix form (`a/b/clip` for
-    `a/b/clip.MP4`). Suffixes are matched case-insensitively against VIDEO_SUFFIXES; files and
+    `a/b/clip.MP4`). Suffixes are matched case-insensitively against `suffixes`; files and
     folders whose names start with "." (temporaries, macOS `._*` forks) are skipped. Two files
     with the same id (`clip.mp4` and `clip.webm`) are an error naming both.
     """
     if not folder.is_dir():
-        raise FileNotFoundError(f"video folder {folder} does not exist or is not a folder")
+        raise FileNotFoundError(f"media folder {folder} does not exist or is not a folder")
     files: dict[str, Path] = {}
     for path in sorted(folder.rglob("*")):
         relative = path.relative_to(folder)
         if any(part.startswith(".") for part in relative.parts):
             continue
-        if path.suffix.lower() not in VIDEO_SUFFIXES or not path.is_file():
+        if path.suffix.lower() not in suffixes or not path.is_file():
             continue
         video_id = relative.with_suffix("").as_posix()
         if video_id in files:

@@ -42,12 +42,11 @@ from pipeline.datasets.tables import (
     PAIR_COLUMNS,
     AnnotationError,
     DatasetTables,
-    find_video_files,
     match_video_files,
+    media_files,
     pairs_table,
     read_json,
     shown,
-    video_folder,
     videos_table,
     whole_seconds,
 )
@@ -115,7 +114,7 @@ def load(config: DatasetConfig, root: Path) -> DatasetTables:
     dropped: Counter[str] = Counter()
     lists = clip_list_paths(root)
     videos = apply_clip_lists(annotated, lists, dropped) if lists else annotated
-    files = find_video_files(video_folder(config, root))
+    files = media_files(config, root)
     matched = match_video_files(annotated, files)  # files of unlisted videos are not unannotated
     kept: dict[str, Path] = {}
     for video_id, video in videos.items():

@@ -58,8 +58,10 @@ class ReportSources:
     config_name: str
     runs: list[RunSources]
     pretrain_metrics: Path | None  # pretrain's metrics.jsonl
-    decode_table: Path  # decode.parquet of the evaluated dataset (video_id, path, shard, ...)
-    decode_folder: Path  # folder of decode.parquet; shard paths are relative to it
+    # decode.parquet of the evaluated dataset (video_id, path, shard, ...) and its folder (shard
+    # paths are relative to it); None when the dataset came as pre-extracted features.
+    decode_table: Path | None
+    decode_folder: Path | None
     ground_truth: Path | None  # synthetic ground_truth.json; None for real data
     s3d_random_init: bool  # from the extract manifest
     dataset: str
@@ -67,6 +69,7 @@ class ReportSources:
     pairs_table: Path | None = None  # ingest's pairs.parquet (pair_id, text): strip captions
     adapter: str = ""  # the evaluated dataset's adapter and task: which paper table applies
     task: str = "retrieval"
+    features_imported: bool = False  # the features came with the dataset (no S3D-G ran)
 
 
 @dataclass(frozen=True)
@@ -187,7 +190,12 @@ def read_captions(path: Path | None) -> dict[str, str]:
 
 def header_markdown(inputs: ReportSources, metrics: dict[str, dict[str, Any]]) -> str:
     date = datetime.now(UTC).strftime("%Y-%m-%d")
-    if inputs.s3d_random_init:
+    if inputs.features_imported:
+        backbone = (
+            "**Video features: imported** from the dataset's pre-extracted feature files; no "
+            "S3D-G ran in this pipeline."
+        )
+    elif inputs.s3d_random_init:
         backbone = (
             "**S3D-G backbone: randomly initialised.** The video features come from a randomly "
             "initialised S3D-G; numbers measure the pipeline, not the paper's model."
@@ -303,8 +311,10 @@ def write_strips(
     return names, "\n".join(lines)
 
 
-def read_decode_rows(path: Path) -> tuple[dict[str, dict[str, Any]], str]:
+def read_decode_rows(path: Path | None) -> tuple[dict[str, dict[str, Any]], str]:
     """decode.parquet rows by video id, and why there are none ("" when read)."""
+    if path is None:
+        return {}, "the dataset came as pre-extracted features: there are no frames to show"
     try:
         table = read_table(path)
     except Exception as error:  # thumbnails only: never fail the report for them

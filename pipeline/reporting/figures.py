@@ -115,7 +115,7 @@ class Strip:
 
 
 def load_thumbnails(
-    video: dict[str, Any] | None, video_id: str, decode_folder: Path, start: int, stop: int
+    video: dict[str, Any] | None, video_id: str, decode_folder: Path | None, start: int, stop: int
 ) -> tuple[list[np.ndarray | None], str]:
     """First frame of each second in [start, stop): (S, S, 3) uint8, or None where unreadable.
 
