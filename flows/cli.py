@@ -68,6 +68,22 @@ def _parser() -> argparse.ArgumentParser:
     )
     run.set_defaults(command=_run)
 
+    study = commands.add_parser(
+        "study", help="FineCo vs the baseline on the long-sparse benchmark: seeds, paired tests"
+    )
+    study.add_argument("--config", default="study", help="preset name or YAML path")
+    study.add_argument("overrides", nargs="*", metavar="key=value", help="config overrides")
+    study.add_argument("--seeds", type=int, default=3, help="training seeds 0..N-1 (default 3)")
+    study.add_argument(
+        "--strategies",
+        default="median",
+        help="FineCo's positive-frame strategies, comma-separated (first: the main one)",
+    )
+    study.add_argument(
+        "--quick", action="store_true", help="one seed, a smaller benchmark, shorter training"
+    )
+    study.set_defaults(command=_study)
+
     serve = commands.add_parser("serve", help="serve the Prefect deployments fineco/full, ...")
     _common(serve)
     serve.add_argument("--limit", type=int, default=1, help="flow runs at a time")
@@ -149,6 +165,20 @@ def _run(args: argparse.Namespace, config: Config) -> int:
     if "report" in results:
         print(f"report: {results['report']['report'].output('report')}")
     print(f"done in {time.perf_counter() - started:.1f} s")
+    return 0
+
+
+def _study(args: argparse.Namespace, config: Config) -> int:
+    from pipeline.study import QUICK_OVERRIDES, run_study
+
+    if args.quick:
+        config = load_config(args.config, [*QUICK_OVERRIDES, *args.overrides])
+    seeds = [0] if args.quick else list(range(args.seeds))
+    strategies = [s.strip() for s in args.strategies.split(",") if s.strip()]
+    started = time.perf_counter()
+    manifest = run_study(config, artifact_root(), seeds, strategies)
+    print(manifest.output("markdown").read_text())
+    print(f"study: {manifest.output('study')} ({time.perf_counter() - started:.1f} s)")
     return 0
 
 

@@ -268,3 +268,20 @@ class EvaluateInfo:
 @dataclass(frozen=True)
 class ReportInfo:
     figures: int
+
+
+@dataclass(frozen=True)
+class BenchmarkInfo:
+    """The long-sparse benchmark's files (pipeline/synth/long_sparse.py) under the stage folder."""
+
+    test_queries: int
+    chance_r1: float  # percent
+    long_relevant_share_mean: float
+    long_mean_seconds: float
+
+
+@dataclass(frozen=True)
+class StudyInfo:
+    seeds: list[int]
+    methods: list[str]
+    queries: dict[str, int]  # set → test queries

@@ -20,7 +20,7 @@ from pipeline.config import STAGES
 ROOT = Path(__file__).resolve().parents[1]
 PACKAGES = ("pipeline", "flows", "models", "storage")
 STAGE_MODULES = tuple(f"pipeline.{name}" for name in STAGES)
-WIRING = ("pipeline.runner",)  # the one pipeline module that imports every stage
+WIRING = ("pipeline.runner", "pipeline.study")  # the pipeline modules that wire stages
 MAX_LINES = 400  # STYLE.md: files stay under ~400 lines
 
 
@@ -142,10 +142,11 @@ def test_stages_talk_through_manifests_not_imports() -> None:
 
 def test_stages_and_runner_do_not_import_synthetic_data_or_benches() -> None:
     """What evaluate and report read of a synthetic set is a declared input file, named by a
-    constant in pipeline.datasets; the pipeline works the same on real data."""
+    constant in pipeline.datasets; the pipeline works the same on real data. (The study writes
+    its benchmark, so it may.)"""
     assert not broken(
         lambda e: (
-            e.source in (*STAGE_MODULES, *WIRING)
+            e.source in (*STAGE_MODULES, "pipeline.runner")
             and in_package(e.target, "pipeline.synth", "pipeline.bench")
         )
     )

@@ -135,4 +135,4 @@ def test_preset_matches_its_sources(preset: str) -> None:
 def test_every_paper_preset_is_checked() -> None:
     from pipeline.config.loading import preset_names
 
-    assert set(preset_names()) - {"demo", "tiny"} == set(PRESETS)
+    assert set(preset_names()) - {"demo", "tiny", "study"} == set(PRESETS)

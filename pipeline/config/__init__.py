@@ -115,6 +115,40 @@ class SynthConfig:
 
 
 @dataclass(frozen=True, config=SECTION)
+class BenchmarkConfig:
+    """The long-sparse benchmark (pipeline/synth/long_sparse.py, `fineco study`). The defaults
+    ARE the benchmark, fixed before any FineCo result (README "The long-sparse benchmark"); a
+    study may shrink the counts (`--quick`), never the regime."""
+
+    seed: int = 0
+    train_clips: PositiveInt = 1200
+    test_clips: PositiveInt = 500  # distinct caption concepts; chance R@1 = 1 / test_clips
+    min_seconds: PositiveInt = 60  # clip length at one feature per second
+    max_seconds: Annotated[int, Field(ge=1, le=256)] = 256
+    max_relevant_share: Annotated[float, Field(gt=0.0, le=1.0)] = 0.25
+    min_relevant_seconds: PositiveInt = 6
+    max_runs: PositiveInt = 3  # relevant seconds come in 1..max_runs runs
+    min_run_seconds: PositiveInt = 2
+    distractor_run_seconds: tuple[PositiveInt, PositiveInt] = (3, 15)
+    noise: Annotated[float, Field(ge=0.0)] = 1.0  # norm of a second's noise vs its concept's 1
+    pretrain_videos: PositiveInt = 400  # HowTo100M-format corpus: 4-8 segments of 3-8 s each
+
+    @model_validator(mode="after")
+    def _regime_fits(self) -> BenchmarkConfig:
+        _ordered(self, "min_seconds", "max_seconds")
+        _require(
+            self.min_relevant_seconds <= int(self.min_seconds * self.max_relevant_share),
+            "min_relevant_seconds <= min_seconds × max_relevant_share, found "
+            f"{self.min_relevant_seconds} > {int(self.min_seconds * self.max_relevant_share)}",
+        )
+        _require(
+            self.distractor_run_seconds[0] <= self.distractor_run_seconds[1],
+            f"distractor_run_seconds ordered, found {self.distractor_run_seconds}",
+        )
+        return self
+
+
+@dataclass(frozen=True, config=SECTION)
 class DecodeConfig:
     """Raw video → one-second uint8 clips (pipeline/decode.py)."""
 
@@ -156,6 +190,9 @@ class ModelConfig:
     max_text_tokens: Annotated[int, Field(ge=1, le=510)] = 61  # VideoCLIP: 96 - 32 - 3
     selector_hidden: NonNegativeInt = 0  # frame-selector MLP width; 0 = the BERT hidden size
     answer_hidden: NonNegativeInt = 0  # open-ended QA head over [video ; text]; 0 = hidden size
+    # Seed of every weight not loaded from a checkpoint (the video MLP, the frame selector, and
+    # all weights under random_init); a study varies it with its training seed.
+    init_seed: int = 0
     # Random weights with the checkpoint's vocabulary and these sizes (tests, quick runs):
     random_init: StrictBool = False
     random_hidden: PositiveInt = 32
@@ -297,6 +334,7 @@ class Config:
     name: str
     datasets: dict[str, DatasetConfig] = field(default_factory=dict)
     synth: SynthConfig = field(default_factory=SynthConfig)
+    benchmark: BenchmarkConfig = field(default_factory=BenchmarkConfig)
     decode: DecodeConfig = field(default_factory=DecodeConfig)
     extract: ExtractConfig = field(default_factory=ExtractConfig)
     model: ModelConfig = field(default_factory=ModelConfig)

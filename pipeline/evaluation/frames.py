@@ -30,15 +30,21 @@ class Encoded:
     video: np.ndarray  # (N, H) pooled video vectors
     text: np.ndarray  # (N, H) pooled text vectors
     frame_logits: list[np.ndarray]  # N arrays (k_i,): the selector's logits of each clip's frames
+    frame_hidden: list[np.ndarray] | None = None  # N arrays (k_i, H), when asked for
 
 
 @torch.inference_mode()
 def encode_pairs(
-    model: VideoCLIP, dataset: PairClips, batch_size: int, device: torch.device
+    model: VideoCLIP,
+    dataset: PairClips,
+    batch_size: int,
+    device: torch.device,
+    keep_frames: bool = False,
 ) -> Encoded:
-    """Pooled vectors of every pair and the frame selector's logits over its own frames."""
+    """Pooled vectors of every pair and the frame selector's logits over its own frames (and,
+    with `keep_frames`, the frames' hidden states, for pooling them otherwise)."""
     model.eval().to(device)
-    videos, texts, logits = [], [], []
+    videos, texts, logits, frames = [], [], [], []
     loader = make_loader(dataset, batch_size, shuffle=False, seed=0, epoch=0, num_workers=0)
     for batch in loader:
         batch = batch.to(device)
@@ -50,7 +56,11 @@ def encode_pairs(
         lengths = batch.video_mask.sum(dim=1).tolist()
         rows = frame_logits.float().cpu().numpy()
         logits += [row[:length] for row, length in zip(rows, lengths, strict=True)]
-    return Encoded(np.concatenate(videos), np.concatenate(texts), logits)
+        if keep_frames:
+            hidden = video.frame_hidden.float().cpu().numpy()  # (B, K, H)
+            frames += [row[:length] for row, length in zip(hidden, lengths, strict=True)]
+    hidden_states = frames if keep_frames else None
+    return Encoded(np.concatenate(videos), np.concatenate(texts), logits, hidden_states)
 
 
 def frame_precision(

@@ -9,7 +9,7 @@ Nothing is downloaded: every load is `local_files_only`.
 With `random_init` the checkpoint's config.json and vocabulary are kept but the sizes come from
 `ModelConfig.random_*` and the weights are the fresh Hugging Face initialisation
 (normal(0, initializer_range) for BERT, PyTorch defaults for the MLPs) drawn after
-`torch.manual_seed(0)`, so quick runs and tests need no weights and are reproducible.
+`torch.manual_seed(model.init_seed)`, so quick runs and tests need no weights and are reproducible.
 """
 
 from __future__ import annotations
@@ -34,7 +34,6 @@ WEIGHT_FILES = (
     "pytorch_model.bin.index.json",
 )
 VOCAB_FILES = ("vocab.txt", "tokenizer.json")
-INIT_SEED = 0
 
 
 def resolve_bert(name: str, artifacts: Path | None = None, *, need_weights: bool = True) -> Path:
@@ -115,7 +114,7 @@ def build_model(
     video_config.num_hidden_layers = video_layers
     hidden = text_config.hidden_size
     with torch.random.fork_rng(devices=[]):
-        torch.manual_seed(INIT_SEED)
+        torch.manual_seed(config.init_seed)
         model = VideoCLIP(
             text_config,
             video_config,

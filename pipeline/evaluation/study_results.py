@@ -1,0 +1,103 @@
+"""The study's tables as data: per-run metrics, paired comparisons, the selector's precision.
+
+Pure functions over per-query ranks and hits (pipeline/study.py reads the files): `result_row`
+is one (set, method, seed) row of study.json, `comparisons` pairs every method with the baseline
+query by query (significance.py), `selector_summary` the selector's precision against chance.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from pipeline.evaluation.retrieval_metrics import retrieval_metrics
+from pipeline.evaluation.significance import paired_comparison
+from pipeline.training.variants import BASELINE
+
+
+def result_row(
+    name: str, method: str, seed: int, query_ranks: pd.Series, selector: float | None
+) -> dict[str, Any]:
+    metrics = retrieval_metrics(query_ranks.to_numpy(np.int64))
+    return {
+        "set": name,
+        "method": method,
+        "seed": seed,
+        "r1": metrics["R@1"],
+        "r5": metrics["R@5"],
+        "r10": metrics["R@10"],
+        "medr": metrics["MedR"],
+        "queries": len(query_ranks),
+        "selector_precision": selector,
+    }
+
+
+def queries(results: list[dict[str, Any]], name: str) -> int:
+    """The number of test queries of set `name` (every run of a set has the same)."""
+    return int(next(row["queries"] for row in results if row["set"] == name))
+
+
+def comparisons(
+    hits: dict[tuple[str, str], dict[int, pd.Series]], seeds: Sequence[int]
+) -> list[dict[str, Any]]:
+    """Every method against the baseline, per set, paired by query and pooled over seeds."""
+    rows = []
+    for (name, method), by_seed in sorted(hits.items()):
+        if method == BASELINE:
+            continue
+        baseline = hits[(name, BASELINE)]
+        order = baseline[seeds[0]].index  # the same test queries in every run
+        a = np.stack([by_seed[seed].reindex(order).to_numpy(bool) for seed in seeds])
+        b = np.stack([baseline[seed].reindex(order).to_numpy(bool) for seed in seeds])
+        result = paired_comparison(a, b)
+        rows.append(
+            {
+                "set": name,
+                "a": method,
+                "b": BASELINE,
+                "r1_diff_mean": result.diff_mean,
+                "ci95": list(result.ci95),
+                "p_value": result.p_value,
+                "mcnemar_p": result.mcnemar_p,
+                "significant": result.significant,
+            }
+        )
+    return rows
+
+
+def selector_summary(
+    precision: dict[tuple[str, str, int], dict[str, Any] | None], sets: Sequence[str], k: int
+) -> dict[str, Any]:
+    """Per set: the trained selector's precision@k (FineCo), the untrained one's (the
+    baseline's selector never gets a loss), a random choice's, and the oracle's 1.0.
+
+    `precision`: (set, method, seed) → evaluate's `frame_precision` (None without ground truth).
+    """
+    summary = {}
+    for name in sets:
+        trained = [
+            p["precision_at_k"]
+            for (s, method, _), p in precision.items()
+            if s == name and method.startswith("fineco") and p
+        ]
+        untrained = [p for (s, m, _), p in precision.items() if s == name and m == BASELINE and p]
+        summary[name] = {
+            "k": k,
+            "trained": _mean(trained),
+            "untrained": float(np.mean([p["precision_at_k"] for p in untrained]))
+            if untrained
+            else None,
+            "random": float(np.mean([p["random_expectation"] for p in untrained]))
+            if untrained
+            else None,
+            "oracle": 1.0,
+        }
+    return summary
+
+
+def _mean(values: Iterable[float]) -> float | None:
+    values = list(values)
+    return float(np.mean(values)) if values else None

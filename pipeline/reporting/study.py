@@ -1,0 +1,110 @@
+"""study.md: the study's tables, with the set, queries, seeds, chance level and intervals stated.
+
+Synthetic results stand on their own: no paper column, no paper number beside them.
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from typing import Any
+
+import numpy as np
+
+METRICS = (("r1", "R@1"), ("r5", "R@5"), ("r10", "R@10"), ("medr", "MedR"))
+
+
+def study_markdown(document: dict[str, Any]) -> str:
+    benchmark, seeds = document["benchmark"], document["seeds"]
+    parameters = benchmark["parameters"]
+    lines = [
+        "# FineCo study on the long-sparse benchmark",
+        "",
+        f"Synthetic features (benchmark seed {parameters['seed']}): long clips of "
+        f"{parameters['min_seconds']}–{parameters['max_seconds']} s, at most "
+        f"{100 * parameters['max_relevant_share']:.0f} % relevant seconds in 1–"
+        f"{parameters['max_runs']} runs (test mean {benchmark['long_mean_seconds']:.1f} s, "
+        f"{100 * benchmark['long_relevant_share_mean']:.1f} % relevant); the short set holds the "
+        f"same captions with each clip cut to its relevant seconds (mean "
+        f"{benchmark['short_mean_seconds']:.1f} s). {benchmark['train_clips']} training clips, "
+        f"{benchmark['test_queries']} test queries over as many clips: chance R@1 = "
+        f"{benchmark['chance_r1']:.2f} %. Seeds {', '.join(map(str, seeds))} (training and "
+        "weight init); mean ± std over seeds. These are not the paper's datasets: no paper "
+        "number belongs beside them.",
+    ]
+    for name, queries in document["queries"].items():
+        lines += ["", f"## {name} set ({queries} queries, {len(seeds)} seeds)", ""]
+        lines += _results_table(document["results"], name)
+        lines += ["", "Paired against the baseline, query by query, seeds pooled:", ""]
+        lines += _comparison_table(document["comparisons"], name)
+    lines += ["", "## Frame selector", "", *_selector_table(document["selector"])]
+    lines += [
+        "",
+        "ΔR@1: mean over queries of the hit@1 difference (mean over seeds), percentage points; "
+        "95 % CI: bootstrap over queries; p: two-sided sign-flip permutation test; McNemar: "
+        "exact, over all (seed, query) pairs. A difference counts as a gain only when its CI "
+        "lies above 0 and p < 0.05. Query-scored: the pretrained model's frames weighted by "
+        "softmax of their cosine to the query (τ = 0.1, not tuned); oracle: the baseline's "
+        "frames pooled over the true relevant seconds only.",
+    ]
+    return "\n".join(lines) + "\n"
+
+
+def _results_table(results: list[dict[str, Any]], name: str) -> list[str]:
+    by_method: dict[str, list[dict[str, Any]]] = defaultdict(list)
+    for row in results:
+        if row["set"] == name:
+            by_method[row["method"]].append(row)
+    header = "| method | " + " | ".join(label for _, label in METRICS) + " | selector P@k |"
+    lines = [header, "|---|" + "---:|" * (len(METRICS) + 1)]
+    for method, rows in by_method.items():
+        cells = [_mean_std([row[key] for row in rows]) for key, _ in METRICS]
+        selector = [
+            row["selector_precision"] for row in rows if row["selector_precision"] is not None
+        ]
+        cells.append(_mean_std([100 * p for p in selector]) if selector else "–")
+        lines.append(f"| {method} | " + " | ".join(cells) + " |")
+    return lines
+
+
+def _comparison_table(comparisons: list[dict[str, Any]], name: str) -> list[str]:
+    lines = [
+        "| A vs B | ΔR@1 | 95 % CI | p | McNemar p | verdict |",
+        "|---|---:|---:|---:|---:|---|",
+    ]
+    for row in comparisons:
+        if row["set"] != name:
+            continue
+        low, high = row["ci95"]
+        if row["significant"]:
+            verdict = "A better" if row["r1_diff_mean"] > 0 else "A worse"
+        else:
+            verdict = "no detectable difference"
+        lines.append(
+            f"| {row['a']} vs {row['b']} | {row['r1_diff_mean']:+.1f} | [{low:+.1f}, {high:+.1f}] "
+            f"| {row['p_value']:.3g} | {row['mcnemar_p']:.3g} | {verdict} |"
+        )
+    return lines
+
+
+def _selector_table(selector: dict[str, dict[str, Any]]) -> list[str]:
+    lines = [
+        "Precision@k of the selector's top-k seconds against the true relevant seconds (test "
+        "clips, mean over seeds); untrained = the baseline's selector, which no loss trains.",
+        "",
+        "| set | k | FineCo (trained) | untrained | random | oracle |",
+        "|---|---:|---:|---:|---:|---:|",
+    ]
+    for name, row in selector.items():
+        cells = [_percent(row[key]) for key in ("trained", "untrained", "random", "oracle")]
+        lines.append(f"| {name} | {row['k']} | " + " | ".join(cells) + " |")
+    return lines
+
+
+def _mean_std(values: list[float]) -> str:
+    if len(values) == 1:
+        return f"{values[0]:.1f}"
+    return f"{np.mean(values):.1f} ± {np.std(values, ddof=1):.1f}"
+
+
+def _percent(value: float | None) -> str:
+    return "–" if value is None else f"{100 * value:.1f} %"
