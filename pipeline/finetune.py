@@ -107,7 +107,8 @@ def run_finetune(inputs: FinetuneInputs) -> Manifest[FinetuneInfo]:
         if task == "qa":  # only now: start weights have no answer head
             answers, coverage = _attach_answer_head(model, ingest, model_config)
         objective = finetune_objective(settings, task)
-        fitted = fit(model, objective, dataset, settings.optim, folder)
+        scales = {"frame_selector.": settings.fineco.selector_lr_scale}
+        fitted = fit(model, objective, dataset, settings.optim, folder, lr_scales=scales)
         info = FinetuneInfo(
             dataset=settings.dataset,
             variant=inputs.variant,

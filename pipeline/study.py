@@ -27,7 +27,14 @@ from typing import Any, ClassVar
 import numpy as np
 import pandas as pd
 
-from pipeline.config import BenchmarkConfig, Config, DatasetConfig, EvaluateConfig, ModelConfig
+from pipeline.config import (
+    BenchmarkConfig,
+    Config,
+    DatasetConfig,
+    EvaluateConfig,
+    ModelConfig,
+    SweepPoint,
+)
 from pipeline.datasets.synthetic import GROUND_TRUTH_FILE
 from pipeline.devices import resolve_device
 from pipeline.evaluate import EvaluateInputs, run_evaluate
@@ -68,6 +75,10 @@ from storage.tables import read_table
 log = logging.getLogger(__name__)
 
 PRETRAIN, SETS = "pretrain", ("long", "short")
+# FineCo as the paper states it, then with a selector learning rate that can move it within the
+# fine-tuning budget (×10), then our variant that also ranks positives by <h_k, t> (README,
+# "What the selector learns from"): (positives, selector_lr_scale), fixed before any result.
+FINECO_VARIANTS = (("selector", 1.0), ("selector", 10.0), ("similarity", 10.0))
 QUERY_SCORED, ORACLE = "query-scored", "oracle"
 # `--quick`: one seed on a smaller benchmark (the same regime) and shorter schedules.
 QUICK_OVERRIDES = (
@@ -188,17 +199,18 @@ def seeded(config: Config, seed: int) -> Config:
 
 
 def study_methods(config: Config, strategies: Sequence[str]) -> dict[str, Any]:
-    """method name → its fine-tuning section: FineCo with each strategy, then the baseline."""
-    from pipeline.config import SweepPoint
-
-    first, *rest = strategies
-    fineco = dataclasses.replace(config.finetune.fineco, enabled=True, strategy=first)
-    finetune = dataclasses.replace(
-        config.finetune,
-        fineco=fineco,
-        baseline=True,
-        sweep=tuple(SweepPoint(strategy=name) for name in rest),
+    """method name → its fine-tuning section: each strategy in each FINECO_VARIANTS form (the
+    first the paper's), then the baseline."""
+    (first, positives, scale), *rest = [(s, *v) for s in strategies for v in FINECO_VARIANTS]
+    fineco = dataclasses.replace(
+        config.finetune.fineco,
+        enabled=True,
+        strategy=first,
+        positives=positives,
+        selector_lr_scale=scale,
     )
+    points = tuple(SweepPoint(strategy=s, positives=p, selector_lr_scale=r) for s, p, r in rest)
+    finetune = dataclasses.replace(config.finetune, fineco=fineco, baseline=True, sweep=points)
     settings = variant_settings(finetune)
     return {
         (variant_name(section.fineco) if name == MAIN else name): section
@@ -315,7 +327,9 @@ def analyse(inputs: StudyInputs) -> dict[str, Any]:
         "queries": {name: queries(results, name) for name in SETS},
         "results": results,
         "comparisons": comparisons(hits, inputs.seeds),
-        "selector": selector_summary(precision, SETS, inputs.evaluate.precision_k),
+        "selector": selector_summary(
+            precision, SETS, inputs.evaluate.precision_k, main=inputs.runs[0].method
+        ),
     }
 
 

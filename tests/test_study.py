@@ -29,7 +29,14 @@ SMALL = [
     "finetune.optim.device=cpu",
     "evaluate.device=cpu",
 ]
-METHODS = {"fineco-median", "baseline", "query-scored", "oracle"}
+METHODS = {
+    "fineco-median",
+    "fineco-median-slr10",
+    "fineco-median-sim-slr10",
+    "baseline",
+    "query-scored",
+    "oracle",
+}
 
 
 @pytest.fixture(scope="module")

@@ -29,6 +29,10 @@ SHORT_SETS: tuple[str, ...] = typing.get_args(ShortSet)
 Device = Literal["auto", "cpu", "cuda"]
 Strategy = Literal["fixed_k", "median", "ratio", "random"]
 SweepStrategy = Literal["", "fixed_k", "median", "ratio", "random"]  # "" = the preset's
+# Where FineCo's positives come from: the selector's own detached logits (the paper, §3.2.2), or
+# the model's frame-text similarity <h_k, t> (our variant, named "...-sim"; README).
+Positives = Literal["selector", "similarity"]
+SweepPositives = Literal["", "selector", "similarity"]  # "" = the preset's
 
 PositiveInt = Annotated[int, Field(ge=1)]
 NonNegativeInt = Annotated[int, Field(ge=0)]
@@ -219,6 +223,9 @@ class FinecoConfig:
     strategy: Strategy = "fixed_k"
     k: PositiveInt = 50  # fixed_k and random: number of positive frames
     ratio: Annotated[float, Field(gt=0.0, le=1.0)] = 0.5  # share of the clip's true length
+    positives: Positives = "selector"  # ranked by the selector (paper) or by <h_k, t>
+    # The frame selector's learning rate as a multiple of optim.lr (the paper states none: 1).
+    selector_lr_scale: Annotated[float, Field(gt=0.0)] = 1.0
 
 
 @dataclass(frozen=True, config=SECTION)
@@ -228,6 +235,8 @@ class SweepPoint:
     strategy: SweepStrategy = ""  # "" = the preset's
     k: NonNegativeInt = 0  # 0 = the preset's
     ratio: Share = 0.0  # 0 = the preset's
+    positives: SweepPositives = ""  # "" = the preset's
+    selector_lr_scale: Annotated[float, Field(ge=0.0)] = 0.0  # 0 = the preset's
 
 
 @dataclass(frozen=True, config=SECTION)

@@ -69,31 +69,35 @@ def comparisons(
 
 
 def selector_summary(
-    precision: dict[tuple[str, str, int], dict[str, Any] | None], sets: Sequence[str], k: int
+    precision: dict[tuple[str, str, int], dict[str, Any] | None],
+    sets: Sequence[str],
+    k: int,
+    main: str,
 ) -> dict[str, Any]:
-    """Per set: the trained selector's precision@k (FineCo), the untrained one's (the
-    baseline's selector never gets a loss), a random choice's, and the oracle's 1.0.
+    """Per set: the trained selector's precision@k (`main`, the paper's FineCo, and every FineCo
+    method in `by_method`), the untrained one's (the baseline's selector never gets a loss), a
+    random choice's and the oracle's 1.0 — each a mean over seeds.
 
     `precision`: (set, method, seed) → evaluate's `frame_precision` (None without ground truth).
     """
     summary = {}
     for name in sets:
-        trained = [
-            p["precision_at_k"]
-            for (s, method, _), p in precision.items()
-            if s == name and method.startswith("fineco") and p
-        ]
-        untrained = [p for (s, m, _), p in precision.items() if s == name and m == BASELINE and p]
+        found: dict[str, list[dict[str, Any]]] = {}
+        for (s, method, _), value in precision.items():
+            if s == name and value:
+                found.setdefault(method, []).append(value)
+        untrained = found.get(BASELINE, [])
         summary[name] = {
             "k": k,
-            "trained": _mean(trained),
-            "untrained": float(np.mean([p["precision_at_k"] for p in untrained]))
-            if untrained
-            else None,
-            "random": float(np.mean([p["random_expectation"] for p in untrained]))
-            if untrained
-            else None,
+            "trained": _mean(p["precision_at_k"] for p in found.get(main, [])),
+            "untrained": _mean(p["precision_at_k"] for p in untrained),
+            "random": _mean(p["random_expectation"] for p in untrained),
             "oracle": 1.0,
+            "by_method": {
+                method: _mean(p["precision_at_k"] for p in values)
+                for method, values in found.items()
+                if method != BASELINE
+            },
         }
     return summary
 

@@ -87,15 +87,17 @@ def _comparison_table(comparisons: list[dict[str, Any]], name: str) -> list[str]
 
 
 def _selector_table(selector: dict[str, dict[str, Any]]) -> list[str]:
+    methods = sorted({m for row in selector.values() for m in row["by_method"]})
     lines = [
         "Precision@k of the selector's top-k seconds against the true relevant seconds (test "
         "clips, mean over seeds); untrained = the baseline's selector, which no loss trains.",
         "",
-        "| set | k | FineCo (trained) | untrained | random | oracle |",
-        "|---|---:|---:|---:|---:|---:|",
+        "| set | k | " + " | ".join(methods) + " | untrained | random | oracle |",
+        "|---|---:|" + "---:|" * (len(methods) + 3),
     ]
     for name, row in selector.items():
-        cells = [_percent(row[key]) for key in ("trained", "untrained", "random", "oracle")]
+        cells = [_percent(row["by_method"].get(m)) for m in methods]
+        cells += [_percent(row[key]) for key in ("untrained", "random", "oracle")]
         lines.append(f"| {name} | {row['k']} | " + " | ".join(cells) + " |")
     return lines
 

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import math
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
@@ -56,6 +56,7 @@ def fit(
     dataset: Dataset,
     optim: OptimConfig,
     folder: Path,
+    lr_scales: Mapping[str, float] | None = None,
 ) -> Fitted:
     """Train `model` on `dataset` into `folder/checkpoints` (resuming a killed run); the final
     weights and the per-step metrics are the stage's outputs."""
@@ -72,7 +73,9 @@ def fit(
             skip_batches=skip_batches,
         )
 
-    result = train(model, objective, loader, steps_per_epoch, optim, folder / CHECKPOINTS)
+    result = train(
+        model, objective, loader, steps_per_epoch, optim, folder / CHECKPOINTS, lr_scales=lr_scales
+    )
     weights = (result.final_checkpoint / "model.safetensors").relative_to(folder)
     metrics = result.metrics_path.relative_to(folder)
     training = TrainingFacts(

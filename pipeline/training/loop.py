@@ -15,7 +15,7 @@ import logging
 import math
 import random
 import time
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
@@ -96,6 +96,7 @@ def train(
     out_dir: Path,
     stop_after: int | None = None,
     log_every: int = 10,
+    lr_scales: Mapping[str, float] | None = None,
 ) -> TrainResult:
     """Train `model` for `config.epochs` epochs of `steps_per_epoch` batches, or continue the run
     whose checkpoints are in `out_dir`. On return the model holds the final checkpoint's weights
@@ -111,7 +112,7 @@ def train(
     if steps_per_epoch < 1:
         raise ValueError(f"steps_per_epoch must be >= 1, found {steps_per_epoch}")
     was_training = model.training
-    trainer = _Trainer(model, loss_fn, steps_per_epoch, config, out_dir, started)
+    trainer = _Trainer(model, loss_fn, steps_per_epoch, config, out_dir, started, lr_scales or {})
     checkpoint = latest_checkpoint(out_dir)
     resumed_from = None
     if checkpoint is None:
@@ -130,6 +131,18 @@ def train(
     )
 
 
+def parameter_groups(
+    model: nn.Module, lr: float, lr_scales: Mapping[str, float]
+) -> list[dict[str, Any]]:
+    """Adam's parameter groups: parameters whose name starts with a prefix of `lr_scales` learn
+    at `lr` × its scale (e.g. {"frame_selector.": 10.0}), every other one at `lr`."""
+    groups: dict[float, list[nn.Parameter]] = {}
+    for name, parameter in model.named_parameters():
+        scale = next((s for prefix, s in lr_scales.items() if name.startswith(prefix)), 1.0)
+        groups.setdefault(scale, []).append(parameter)
+    return [{"params": params, "lr": lr * scale} for scale, params in sorted(groups.items())]
+
+
 class _Trainer:
     """The optimizer, schedule and progress of one run, and the steps that move it on."""
 
@@ -141,6 +154,7 @@ class _Trainer:
         config: OptimConfig,
         out_dir: Path,
         started: float,
+        lr_scales: Mapping[str, float],
     ) -> None:
         self.model, self.loss_fn, self.config, self.out_dir = model, loss_fn, config, out_dir
         self.steps_per_epoch, self.started = steps_per_epoch, started
@@ -150,7 +164,10 @@ class _Trainer:
         self.warmup = effective_warmup(config.warmup_steps, self.total_steps)
         model.to(self.device)
         self.optimizer = torch.optim.Adam(
-            model.parameters(), config.lr, tuple(config.betas), weight_decay=config.weight_decay
+            parameter_groups(model, config.lr, lr_scales),
+            config.lr,
+            tuple(config.betas),
+            weight_decay=config.weight_decay,
         )
         warmup, total, power = self.warmup, self.total_steps, config.decay_power
         self.scheduler = LambdaLR(self.optimizer, lambda s: lr_factor(s, warmup, total, power))

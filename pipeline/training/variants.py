@@ -26,16 +26,27 @@ def sweep_fineco(base: FinecoConfig, point: SweepPoint) -> FinecoConfig:
         changes["k"] = point.k
     if point.ratio:
         changes["ratio"] = point.ratio
+    if point.positives:
+        changes["positives"] = point.positives
+    if point.selector_lr_scale:
+        changes["selector_lr_scale"] = point.selector_lr_scale
     return dataclasses.replace(base, **changes)
 
 
 def variant_name(fineco: FinecoConfig) -> str:
-    """`fineco-<strategy>` plus the parameter that strategy reads."""
+    """`fineco-<strategy>` plus the parameter that strategy reads, and `-sim` when positives
+    are ranked by the frame-text similarity instead of the selector."""
     if fineco.strategy in ("fixed_k", "random"):
-        return f"fineco-{fineco.strategy}-k{fineco.k}"
-    if fineco.strategy == "ratio":
-        return f"fineco-ratio-{fineco.ratio:g}"
-    return f"fineco-{fineco.strategy}"
+        name = f"fineco-{fineco.strategy}-k{fineco.k}"
+    elif fineco.strategy == "ratio":
+        name = f"fineco-ratio-{fineco.ratio:g}"
+    else:
+        name = f"fineco-{fineco.strategy}"
+    if fineco.positives == "similarity":
+        name += "-sim"
+    if fineco.selector_lr_scale != 1.0:
+        name += f"-slr{fineco.selector_lr_scale:g}"
+    return name
 
 
 def variant_settings(config: FinetuneConfig) -> dict[str, FinetuneConfig]:
