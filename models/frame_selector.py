@@ -1,9 +1,13 @@
 """FineCo's frame selector FS: one relevance logit per frame (FineCo paper §3.2–3.3, Eq. 3).
 
 The paper says only "a multi-layer perceptron with a softmax layer" over the frame and the text
-representation (videoclip-facts §1, "Our reading of the unspecified parts"). Our choice: an MLP
-over the concatenation `[h_k ; t]` of the video encoder's last hidden state at frame k and the
-pooled text vector, `Linear(2H → inner) → GELU → Linear(inner → 1)`, returning raw logits.
+representation (videoclip-facts §1, "Our reading of the unspecified parts"; "There is no
+constraint on the architecture of FS", §3.2.2). Our default: an MLP over the concatenation
+`[h_k ; t]` of the video encoder's last hidden state at frame k and the pooled text vector,
+`Linear(2H → inner) → GELU → Linear(inner → 1)`, returning raw logits. With `interaction` the
+MLP also sees `h_k ⊙ t`, so a frame's agreement with the text (Σ h_k t, the dot product the
+retrieval score uses) is one linear layer away; over `[h_k ; t]` alone the first layer is
+additive in frame and text and must build that product from its nonlinearity.
 Masking padded frames is the job of the loss and of `frame_probabilities`.
 """
 
@@ -16,15 +20,16 @@ from torch import Tensor, nn
 class FrameSelector(nn.Module):
     """MLP over `[h_k ; t]` giving one logit per frame."""
 
-    def __init__(self, hidden_size: int, inner_size: int) -> None:
+    def __init__(self, hidden_size: int, inner_size: int, interaction: bool = False) -> None:
         super().__init__()
         if hidden_size < 1 or inner_size < 1:
             raise ValueError(
                 f"FrameSelector needs hidden_size >= 1 and inner_size >= 1, "
                 f"got hidden_size={hidden_size}, inner_size={inner_size}"
             )
+        self.interaction = interaction
         self.mlp = nn.Sequential(
-            nn.Linear(2 * hidden_size, inner_size),
+            nn.Linear((3 if interaction else 2) * hidden_size, inner_size),
             nn.GELU(),
             nn.Linear(inner_size, 1),
         )
@@ -36,7 +41,10 @@ class FrameSelector(nn.Module):
     ) -> Tensor:  # (B, K) raw logits, padding not masked
         num_frames = frame_hidden.shape[1]
         text_per_frame = text.unsqueeze(1).expand(-1, num_frames, -1)  # (B, K, H)
-        pair = torch.cat([frame_hidden, text_per_frame], dim=-1)  # (B, K, 2H)
+        parts = [frame_hidden, text_per_frame]
+        if self.interaction:
+            parts.append(frame_hidden * text_per_frame)
+        pair = torch.cat(parts, dim=-1)  # (B, K, 2H or 3H)
         return self.mlp(pair).squeeze(-1)  # (B, K)
 
 

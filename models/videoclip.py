@@ -54,6 +54,7 @@ class VideoCLIP(nn.Module):
         selector_hidden: int,
         cls_token_id: int = 101,
         sep_token_id: int = 102,
+        selector_interaction: bool = False,
     ) -> None:
         super().__init__()
         if text_config.hidden_size != video_config.hidden_size:
@@ -65,7 +66,9 @@ class VideoCLIP(nn.Module):
         self.video_encoder = VideoEncoder(
             video_config, max_video_len, cls_token_id=cls_token_id, sep_token_id=sep_token_id
         )
-        self.frame_selector = FrameSelector(text_config.hidden_size, selector_hidden)
+        self.frame_selector = FrameSelector(
+            text_config.hidden_size, selector_hidden, interaction=selector_interaction
+        )
         self.hidden_size = text_config.hidden_size
         # Open-ended QA only: an `AnswerHead` over [video ; text], set by `attach_answer_head`
         # (after any pretrained weights are loaded, so retrieval checkpoints still load strictly).

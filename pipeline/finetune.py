@@ -133,7 +133,9 @@ def _load_start(
 ) -> tuple[str, dict[str, Any] | None]:
     """Load the starting weights: where they came from, and what a VideoCLIP file gave."""
     if inputs.config.from_pretrain and inputs.pretrain is not None:
-        load_weights(inputs.pretrain.output("weights"), model)
+        # Pretraining never trains the selector (its loss does not use it): fine-tuning starts it
+        # from its own seeded init, which may have another shape (model.selector_interaction).
+        load_weights(inputs.pretrain.output("weights"), model, keep="frame_selector.")
         return inputs.pretrain.path, None
     if init_path is None:
         return "bert", None

@@ -32,8 +32,9 @@ from pipeline.config import (
     Config,
     DatasetConfig,
     EvaluateConfig,
+    FinecoConfig,
+    FinetuneConfig,
     ModelConfig,
-    SweepPoint,
 )
 from pipeline.datasets.synthetic import GROUND_TRUTH_FILE
 from pipeline.devices import resolve_device
@@ -67,7 +68,7 @@ from pipeline.synth.long_sparse import FEATURES, HOWTO_FILE, YOUCOOK_FILE, write
 from pipeline.training.checkpoints import load_weights
 from pipeline.training.data import split_pairs
 from pipeline.training.model_factory import build_model, load_tokenizer
-from pipeline.training.variants import BASELINE, MAIN, variant_name, variant_settings
+from pipeline.training.variants import BASELINE, variant_name
 from storage.atomic import atomic_write_json, atomic_write_text
 from storage.layout import Manifest
 from storage.tables import read_table
@@ -75,10 +76,23 @@ from storage.tables import read_table
 log = logging.getLogger(__name__)
 
 PRETRAIN, SETS = "pretrain", ("long", "short")
-# FineCo as the paper states it, then with a selector learning rate that can move it within the
-# fine-tuning budget (×10), then our variant that also ranks positives by <h_k, t> (README,
-# "What the selector learns from"): (positives, selector_lr_scale), fixed before any result.
-FINECO_VARIANTS = (("selector", 1.0), ("selector", 10.0), ("similarity", 10.0))
+
+
+@dataclass(frozen=True)
+class FinecoVariant:
+    positives: str  # fineco.positives: "selector" (the paper) or "similarity"
+    selector_lr_scale: float  # fineco.selector_lr_scale
+    interaction: bool  # model.selector_interaction (method name suffix "-x")
+
+
+# FineCo as the paper states it; then with a selector learning rate that can move it within the
+# fine-tuning budget (×10); then our variant, whose selector also sees h_k ⊙ t and learns the
+# ranking of <h_k, t> (README, "What the selector learns from"). Fixed before any result.
+FINECO_VARIANTS = (
+    FinecoVariant("selector", 1.0, interaction=False),
+    FinecoVariant("selector", 10.0, interaction=False),
+    FinecoVariant("similarity", 10.0, interaction=True),
+)
 QUERY_SCORED, ORACLE = "query-scored", "oracle"
 # `--quick`: one seed on a smaller benchmark (the same regime) and shorter schedules.
 QUICK_OVERRIDES = (
@@ -198,24 +212,30 @@ def seeded(config: Config, seed: int) -> Config:
     return dataclasses.replace(config, model=model, pretrain=pretrain, finetune=finetune)
 
 
-def study_methods(config: Config, strategies: Sequence[str]) -> dict[str, Any]:
-    """method name → its fine-tuning section: each strategy in each FINECO_VARIANTS form (the
-    first the paper's), then the baseline."""
-    (first, positives, scale), *rest = [(s, *v) for s in strategies for v in FINECO_VARIANTS]
-    fineco = dataclasses.replace(
-        config.finetune.fineco,
-        enabled=True,
-        strategy=first,
-        positives=positives,
-        selector_lr_scale=scale,
+def study_methods(
+    config: Config, strategies: Sequence[str]
+) -> dict[str, tuple[FinetuneConfig, ModelConfig]]:
+    """method name → its fine-tuning section and model: each strategy in each FINECO_VARIANTS
+    form (the first the paper's), then the baseline (no L1, the plain model)."""
+    methods = {}
+    for strategy in strategies:
+        for variant in FINECO_VARIANTS:
+            fineco = dataclasses.replace(
+                config.finetune.fineco,
+                enabled=True,
+                strategy=strategy,
+                positives=variant.positives,
+                selector_lr_scale=variant.selector_lr_scale,
+            )
+            model = dataclasses.replace(config.model, selector_interaction=variant.interaction)
+            name = variant_name(fineco) + ("-x" if variant.interaction else "")
+            finetune = dataclasses.replace(config.finetune, fineco=fineco, baseline=False, sweep=())
+            methods[name] = (finetune, model)
+    baseline = dataclasses.replace(
+        config.finetune, fineco=FinecoConfig(enabled=False), baseline=True, sweep=()
     )
-    points = tuple(SweepPoint(strategy=s, positives=p, selector_lr_scale=r) for s, p, r in rest)
-    finetune = dataclasses.replace(config.finetune, fineco=fineco, baseline=True, sweep=points)
-    settings = variant_settings(finetune)
-    return {
-        (variant_name(section.fineco) if name == MAIN else name): section
-        for name, section in settings.items()
-    }
+    methods[BASELINE] = (baseline, config.model)
+    return methods
 
 
 def run_study(
@@ -247,13 +267,13 @@ def run_study(
         pretrain = execute(f"seed {seed}", run_pretrain, pretraining)
         pretrains.append(pretrain)
         for name in SETS:
-            for method, section in study_methods(settings, strategies).items():
+            for method, (section, model) in study_methods(settings, strategies).items():
                 label = f"{name} {method} seed {seed}"
                 tuning = FinetuneInputs(
                     artifacts=artifacts,
                     variant=method,
                     config=dataclasses.replace(section, dataset=name),
-                    model=settings.model,
+                    model=model,
                     ingest=fronts[name]["ingest"],
                     extract=fronts[name]["extract"],
                     pretrain=pretrain,
@@ -263,7 +283,7 @@ def run_study(
                     artifacts=artifacts,
                     variant=method,
                     config=dataclasses.replace(settings.evaluate, dataset=name),
-                    model=settings.model,
+                    model=model,
                     finetune=finetune,
                     ingest=fronts[name]["ingest"],
                     extract=fronts[name]["extract"],

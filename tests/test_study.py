@@ -32,7 +32,7 @@ SMALL = [
 METHODS = {
     "fineco-median",
     "fineco-median-slr10",
-    "fineco-median-sim-slr10",
+    "fineco-median-sim-slr10-x",
     "baseline",
     "query-scored",
     "oracle",

@@ -193,6 +193,8 @@ class ModelConfig:
     max_video_len: Annotated[int, Field(ge=1, le=510)] = 32
     max_text_tokens: Annotated[int, Field(ge=1, le=510)] = 61  # VideoCLIP: 96 - 32 - 3
     selector_hidden: NonNegativeInt = 0  # frame-selector MLP width; 0 = the BERT hidden size
+    # The selector MLP also sees h_k ⊙ t (frame-text agreement); false = [h_k ; t] only.
+    selector_interaction: StrictBool = False
     answer_hidden: NonNegativeInt = 0  # open-ended QA head over [video ; text]; 0 = hidden size
     # Seed of every weight not loaded from a checkpoint (the video MLP, the frame selector, and
     # all weights under random_init); a study varies it with its training seed.

@@ -29,7 +29,7 @@ from typing import Any
 
 import numpy as np
 import torch
-from safetensors.torch import load_model, save_model
+from safetensors.torch import load_file, load_model, save_model
 from torch import nn
 
 from storage.atomic import atomic_write_text, fsync_path, temporary_path
@@ -125,14 +125,18 @@ def load_checkpoint(
     return json.loads((path / TRAINER_STATE).read_text())
 
 
-def load_weights(path: Path, model: nn.Module) -> None:
+def load_weights(path: Path, model: nn.Module, keep: str = "") -> None:
     """Load `model.safetensors` (from a checkpoint folder or the file itself) into `model`,
-    strictly: every key of the model present in the file and no other."""
+    strictly: every key of the model present in the file and no other. Keys starting with `keep`
+    (e.g. "frame_selector.") are neither loaded nor required: the model keeps its own."""
     file = path / WEIGHTS if path.is_dir() else path
     if not file.is_file():
         raise FileNotFoundError(f"no weights file {file}")
     try:
-        missing, unexpected = load_model(model, file, strict=False)
+        if keep:
+            missing, unexpected = _load_except(model, file, keep)
+        else:  # safetensors re-ties shared tensors (stored once) itself
+            missing, unexpected = load_model(model, file, strict=False)
     except RuntimeError as error:  # shape mismatches
         raise RuntimeError(f"{file}: cannot load into {type(model).__name__}: {error}") from None
     if missing or unexpected:
@@ -140,6 +144,16 @@ def load_weights(path: Path, model: nn.Module) -> None:
             f"{file} does not match {type(model).__name__}: "
             f"missing keys {sorted(missing)}, unexpected keys {sorted(unexpected)}"
         )
+
+
+def _load_except(model: nn.Module, file: Path, keep: str) -> tuple[list[str], list[str]]:
+    """Load every tensor but those under `keep`; a key tied to a loaded one is not missing."""
+    state = {key: value for key, value in load_file(file).items() if not key.startswith(keep)}
+    missing, unexpected = model.load_state_dict(state, strict=False)
+    own = model.state_dict()
+    loaded = {own[key].data_ptr() for key in state if key in own}
+    missing = [k for k in missing if not k.startswith(keep) and own[k].data_ptr() not in loaded]
+    return missing, list(unexpected)
 
 
 def rng_state() -> dict[str, Any]:

@@ -120,6 +120,7 @@ def build_model(
             video_config,
             max_video_len=config.max_video_len,
             selector_hidden=config.selector_hidden or hidden,
+            selector_interaction=config.selector_interaction,
             cls_token_id=tokenizer.cls_token_id,
             sep_token_id=tokenizer.sep_token_id,
         )
