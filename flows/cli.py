@@ -80,8 +80,11 @@ def _parser() -> argparse.ArgumentParser:
         help="FineCo's positive-frame strategies, comma-separated (first: the main one)",
     )
     study.add_argument(
-        "--quick", action="store_true", help="one seed, a smaller benchmark, shorter training"
+        "--variants",
+        default="paper,sim",
+        help="FineCo variants: paper, paper-slr10 (selector lr x10), sim (positives by <h_k, t>)",
     )
+    study.add_argument("--quick", action="store_true", help="one seed, a smaller benchmark")
     study.set_defaults(command=_study)
 
     serve = commands.add_parser("serve", help="serve the Prefect deployments fineco/full, ...")
@@ -175,8 +178,9 @@ def _study(args: argparse.Namespace, config: Config) -> int:
         config = load_config(args.config, [*QUICK_OVERRIDES, *args.overrides])
     seeds = [0] if args.quick else list(range(args.seeds))
     strategies = [s.strip() for s in args.strategies.split(",") if s.strip()]
+    variants = [v.strip() for v in args.variants.split(",") if v.strip()]
     started = time.perf_counter()
-    manifest = run_study(config, artifact_root(), seeds, strategies)
+    manifest = run_study(config, artifact_root(), seeds, strategies, variants=variants)
     print(manifest.output("markdown").read_text())
     print(f"study: {manifest.output('study')} ({time.perf_counter() - started:.1f} s)")
     return 0

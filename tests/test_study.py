@@ -29,14 +29,7 @@ SMALL = [
     "finetune.optim.device=cpu",
     "evaluate.device=cpu",
 ]
-METHODS = {
-    "fineco-median",
-    "fineco-median-slr10",
-    "fineco-median-sim-slr10-x",
-    "baseline",
-    "query-scored",
-    "oracle",
-}
+METHODS = {"fineco-median", "fineco-median-sim-slr10-x", "baseline", "query-scored", "oracle"}
 
 
 @pytest.fixture(scope="module")
