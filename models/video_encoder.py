@@ -28,6 +28,8 @@ from transformers.activations import ACT2FN
 from models.ops import masked_mean
 from models.s3dg import EMBEDDING_DIM as S3D_FEATURE_DIM
 
+LAYER_NORM_EPS = 1e-5  # MMPT's VideoTokenMLP LayerNorm: PyTorch's default, not BERT's 1e-12
+
 
 @dataclass
 class VideoEncoderOutput:
@@ -36,15 +38,24 @@ class VideoEncoderOutput:
 
 
 class VideoTokenMLP(nn.Module):
-    """MMPT `VideoTokenMLP`: Linear(input_dim → H) → act → LayerNorm(H) → Linear(H → H)."""
+    """MMPT `VideoTokenMLP`: Linear(input_dim → H) → act → LayerNorm(H) → Linear(H → H).
+
+    As in MMPT: the LayerNorm keeps PyTorch's default eps 1e-5 (MMPT builds it without BERT's
+    `layer_norm_eps` 1e-12), and both Linear layers start as BERT initialises the weights that a
+    checkpoint lacks (`BertPreTrainedModel._init_weights`, which MMPT's `from_pretrained` applies
+    to this module): weights N(0, initializer_range), biases 0.
+    """
 
     def __init__(self, config: BertConfig, input_dim: int = S3D_FEATURE_DIM) -> None:
         super().__init__()
         hidden_size = config.hidden_size
         self.linear1 = nn.Linear(input_dim, hidden_size)
         self.activation = ACT2FN[config.hidden_act]
-        self.layer_norm = nn.LayerNorm(hidden_size, eps=config.layer_norm_eps)
+        self.layer_norm = nn.LayerNorm(hidden_size, eps=LAYER_NORM_EPS)
         self.linear2 = nn.Linear(hidden_size, hidden_size)
+        for linear in (self.linear1, self.linear2):
+            nn.init.normal_(linear.weight, mean=0.0, std=config.initializer_range)
+            nn.init.zeros_(linear.bias)
 
     def forward(self, video: Tensor) -> Tensor:  # (B, K, input_dim) -> (B, K, H)
         hidden = self.activation(self.linear1(video))  # (B, K, H)

@@ -71,7 +71,10 @@ def test_masked_mean_values_and_empty_rows() -> None:
 def test_video_token_mlp_layers() -> None:
     mlp = VideoTokenMLP(tiny_config())
     assert mlp.linear1.in_features == 512 and mlp.linear1.out_features == HIDDEN
-    assert mlp.layer_norm.eps == tiny_config().layer_norm_eps
+    assert mlp.layer_norm.eps == 1e-5 != tiny_config().layer_norm_eps  # MMPT: PyTorch's default
+    for linear in (mlp.linear1, mlp.linear2):  # BERT's init for weights a checkpoint lacks
+        assert torch.equal(linear.bias, torch.zeros_like(linear.bias))
+        assert abs(linear.weight.std().item() - tiny_config().initializer_range) < 0.005
     assert mlp(torch.randn(2, 5, 512)).shape == (2, 5, HIDDEN)
 
 
