@@ -153,3 +153,22 @@ def metrics_rows(metrics: dict[str, Any]) -> list[dict[str, Any]]:
         row = {"variant": metrics.get("variant"), "ranking": ranking, "dual_softmax": dual_softmax}
         rows.append(row | {name: round(float(values[name]), 1) for name in METRIC_KEYS})
     return rows
+
+
+def epoch_rows(lines: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Table rows of finetune's `epochs.jsonl` (per-epoch validation): epoch (1-based), R@1/5,
+    MedR, the selector's precision@k with a random choice's expectation (percent), its entropy."""
+    rows = []
+    for line in lines:
+        row: dict[str, Any] = {"epoch": line["epoch"] + 1}
+        row |= {name: round(float(line[key]), 1) for name, key in _EPOCH_METRICS.items()}
+        for name in ("selector_precision", "selector_random"):
+            value = line.get(name)
+            row[name] = None if value is None else round(100 * float(value), 1)
+        entropy = line.get("selector_entropy")
+        row["selector_entropy"] = None if entropy is None else round(float(entropy), 3)
+        rows.append(row)
+    return rows
+
+
+_EPOCH_METRICS = {"R@1": "r1", "R@5": "r5", "MedR": "medr"}

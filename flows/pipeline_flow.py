@@ -19,7 +19,13 @@ from pathlib import Path
 from prefect import flow, get_client, get_run_logger
 from prefect.deployments import run_deployment
 
-from flows.artifacts import ProgressArtifact, metrics_rows, publish_markdown, publish_table
+from flows.artifacts import (
+    ProgressArtifact,
+    epoch_rows,
+    metrics_rows,
+    publish_markdown,
+    publish_table,
+)
 from flows.stage_logs import forward_stage_logs
 from flows.tasks import bound_stage_task, decode_shards_as_tasks, extract_shards_as_tasks
 from pipeline.config import STAGES, Config, ConfigError
@@ -105,8 +111,16 @@ def run_on_gpu_pool(plan: _Plan, stage: str, rerun: bool) -> None:
 
 
 def publish_results(results: Results) -> None:
-    """Metric tables per evaluated variant and the report, as dashboard artifacts."""
+    """Per-epoch validation and metric tables per variant and the report, as dashboard
+    artifacts."""
     for group, stages in results.items():
+        finetune = stages.get("finetune")
+        if finetune is not None and "epochs" in finetune.outputs:
+            lines = [
+                json.loads(line) for line in finetune.output("epochs").read_text().splitlines()
+            ]
+            key = re.sub(r"[^a-z0-9-]", "-", f"validation-{group}".lower())
+            publish_table(key, epoch_rows(lines), f"validation per epoch, {group}")
         if "evaluate" in stages:
             metrics = json.loads(stages["evaluate"].output("metrics").read_text())
             key = re.sub(r"[^a-z0-9-]", "-", f"metrics-{group}".lower())  # Prefect's key rule

@@ -23,6 +23,9 @@ from typing import Any, ClassVar
 
 from models.videoclip import VideoCLIP, attach_answer_head
 from pipeline.config import FinetuneConfig, ModelConfig
+from pipeline.datasets.synthetic import GROUND_TRUTH_FILE
+from pipeline.devices import resolve_device
+from pipeline.evaluation.validation import Sides, Validator, training_sides
 from pipeline.stage import (
     ExtractInfo,
     FinetuneInfo,
@@ -33,8 +36,7 @@ from pipeline.stage import (
     run_cached,
 )
 from pipeline.training.checkpoints import load_weights
-from pipeline.training.data import split_pairs
-from pipeline.training.fit import TRAINING_MODULES, fit, optim_section
+from pipeline.training.fit import TRAINING_MODULES, Validation, fit, optim_section
 from pipeline.training.model_factory import bert_files, build_model, load_tokenizer
 from pipeline.training.objectives import finetune_objective
 from pipeline.training.warm_start import WarmStartReport, load_videoclip_checkpoint
@@ -57,6 +59,10 @@ class FinetuneInputs(StageInputs):
     modules: ClassVar[tuple[str, ...]] = (
         "pipeline.finetune",
         "pipeline.training.warm_start",
+        "pipeline.evaluation.validation",
+        "pipeline.evaluation.frames",
+        "pipeline.evaluation.protocols",
+        "pipeline.evaluation.retrieval_metrics",
         *TRAINING_MODULES,
     )
     info_type: ClassVar[type] = FinetuneInfo
@@ -83,9 +89,15 @@ class FinetuneInputs(StageInputs):
         return (self.ingest, self.extract, *start)
 
     def files(self) -> dict[str, Path]:
+        """A VideoCLIP checkpoint, the BERT files and, when validating, the synthetic ground
+        truth (absent for real data) that the selector's precision is checked against."""
         path = init_checkpoint_path(self.config, self.artifacts)
         start = {"init_checkpoint": path} if path is not None else {}
-        return {**start, **bert_files(self.model, self.artifacts)}
+        files = {**start, **bert_files(self.model, self.artifacts)}
+        validation = self.config.validation
+        if validation.holdout_share or validation.split:
+            files["ground_truth"] = Path(self.ingest.info.root) / GROUND_TRUTH_FILE
+        return files
 
 
 def run_finetune(inputs: FinetuneInputs) -> Manifest[FinetuneInfo]:
@@ -96,7 +108,10 @@ def run_finetune(inputs: FinetuneInputs) -> Manifest[FinetuneInfo]:
 
     def build(folder: Path) -> StageResult[FinetuneInfo]:
         tokenizer = load_tokenizer(model_config.bert, inputs.artifacts)
-        dataset = split_pairs(ingest, inputs.extract, settings.split, tokenizer, model_config)
+        sides = training_sides(
+            ingest, inputs.extract, settings.split, settings.validation, tokenizer, model_config
+        )
+        dataset = sides.train
         if len(dataset) == 0:
             raise ValueError(
                 f"finetune: no {settings.split!r} pairs with features in {settings.dataset!r}"
@@ -108,7 +123,8 @@ def run_finetune(inputs: FinetuneInputs) -> Manifest[FinetuneInfo]:
             answers, coverage = _attach_answer_head(model, ingest, model_config)
         objective = finetune_objective(settings, task)
         scales = {"frame_selector.": settings.fineco.selector_lr_scale}
-        fitted = fit(model, objective, dataset, settings.optim, folder, lr_scales=scales)
+        validation = _validation(inputs, sides)
+        fitted = fit(model, objective, dataset, settings.optim, folder, scales, validation)
         info = FinetuneInfo(
             dataset=settings.dataset,
             variant=inputs.variant,
@@ -126,6 +142,30 @@ def run_finetune(inputs: FinetuneInputs) -> Manifest[FinetuneInfo]:
         return StageResult(outputs=fitted.outputs, info=info)
 
     return run_cached(inputs, build)
+
+
+def _validation(inputs: FinetuneInputs, sides: Sides) -> Validation | None:
+    """The epoch hook of `finetune.validation` (retrieval tasks), or None without it."""
+    config, task = inputs.config.validation, inputs.ingest.info.task
+    if sides.validation is None:
+        if config.holdout_share or config.split:
+            raise ValueError(
+                f"finetune.validation: no validation pairs in {inputs.config.dataset!r} "
+                f"(holdout_share={config.holdout_share}, split={config.split!r})"
+            )
+        return None
+    if task != "retrieval":
+        raise ValueError(
+            f"finetune.validation is implemented for retrieval; {inputs.config.dataset!r} is "
+            f"a {task} dataset (set finetune.validation.holdout_share=0 and split='')"
+        )
+    if len(sides.validation) == 0:
+        raise ValueError(f"finetune.validation: {sides.source} have no pairs with features")
+    truth_path = inputs.files()["ground_truth"]
+    truth = json.loads(truth_path.read_text()) if truth_path.is_file() else {}
+    device = resolve_device(inputs.config.optim.device)
+    validate = Validator(sides.validation, truth, config.precision_k, config.batch_size, device)
+    return Validation(validate, config.select, sides.source, len(sides.validation))
 
 
 def _load_start(

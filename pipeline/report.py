@@ -81,6 +81,7 @@ def report_sources(inputs: ReportInputs) -> ReportSources:
     """The files the report document reads, from the run's manifests."""
     runs = []
     for run in inputs.runs:
+        selection = run.finetune.info.training.selection
         runs.append(
             RunSources(
                 variant=run.variant,
@@ -88,6 +89,8 @@ def report_sources(inputs: ReportInputs) -> ReportSources:
                 frame_scores_h5=run.evaluate.output("frame_scores"),
                 train_metrics=run.finetune.output("metrics"),
                 fineco=dict(run.finetune.info.fineco),
+                epochs=run.finetune.output("epochs") if "epochs" in run.finetune.outputs else None,
+                selection=asdict(selection) if selection else None,
             )
         )
     truth = inputs.files()["ground_truth"]

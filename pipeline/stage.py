@@ -222,6 +222,18 @@ class ExtractInfo:
 
 
 @dataclass(frozen=True)
+class SelectionFacts:
+    """Which epoch's weights a validated fine-tuning run kept, and why."""
+
+    select: str  # "last" or "best" (finetune.validation.select)
+    criterion: str  # what "best" maximises, e.g. "validation R@1"
+    validation: str  # where the validation pairs came from
+    validation_pairs: int
+    selected_epoch: int  # 0-based: the epoch whose weights are the stage's output
+    best_epoch: int  # the epoch with the highest criterion (ties: the earlier)
+
+
+@dataclass(frozen=True)
 class TrainingFacts:
     """What the training loop did (pretrain and finetune alike)."""
 
@@ -230,6 +242,7 @@ class TrainingFacts:
     train_seconds: float
     resumed_from_step: int | None  # None for a run that started fresh
     items: int  # training items (pairs or sampled clips) per epoch
+    selection: SelectionFacts | None = None  # with per-epoch validation (fine-tuning)
 
 
 @dataclass(frozen=True)

@@ -46,6 +46,7 @@ from pipeline.evaluation.retrieval_metrics import ranks
 from pipeline.evaluation.significance import RESAMPLES
 from pipeline.evaluation.study_results import (
     comparisons,
+    epoch_summary,
     queries,
     result_row,
     selector_summary,
@@ -329,8 +330,11 @@ def run_study_stage(inputs: StudyInputs) -> Manifest[StudyInfo]:
 def analyse(inputs: StudyInputs) -> dict[str, Any]:
     """study.json's document (the schema of issue 11)."""
     hits: dict[tuple[str, str], dict[int, pd.Series]] = {}  # (set, method) → seed → hit@1
-    results, precision = [], {}
+    results, precision, epochs = [], {}, {}
     for run in inputs.runs:
+        if "epochs" in run.finetune.outputs:
+            lines = run.finetune.output("epochs").read_text().splitlines()
+            epochs[(run.set, run.method, run.seed)] = [json.loads(line) for line in lines]
         query_ranks = read_table(run.evaluate.output("ranks")).set_index("pair_id")["rank"]
         metrics = json.loads(run.evaluate.output("metrics").read_text())
         selected = metrics.get("frame_precision")
@@ -355,7 +359,20 @@ def analyse(inputs: StudyInputs) -> dict[str, Any]:
         "selector": selector_summary(
             precision, SETS, inputs.evaluate.precision_k, main=inputs.runs[0].method
         ),
+        "epochs": epoch_summary(epochs),
+        "selection": selections(inputs.runs),
     }
+
+
+def selections(runs: Sequence[StudyRun]) -> list[dict[str, Any]]:
+    """Which epoch each fine-tuned run kept, and on what criterion (empty without validation)."""
+    found = []
+    for run in runs:
+        selection = run.finetune.info.training.selection
+        if selection is not None:
+            row = {"set": run.set, "method": run.method, "seed": run.seed}
+            found.append(row | dataclasses.asdict(selection))
+    return found
 
 
 def reference_ranks(

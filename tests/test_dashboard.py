@@ -30,6 +30,7 @@ from flows import artifacts, telemetry
 from flows.artifacts import (
     ProgressArtifact,
     artifact_key,
+    epoch_rows,
     metrics_rows,
     publish_markdown,
     publish_table,
@@ -383,3 +384,16 @@ def test_stage_logs_and_telemetry_reach_the_run_logs(harness, monkeypatch, reque
     ):
         assert message not in by_message
     assert stage_logger.handlers == handlers_before and stage_logger.level == level_before
+
+
+def test_epoch_rows_are_percent_and_one_based():
+    line = {"epoch": 0, "step": 38, "r1": 41.234, "r5": 70.0, "medr": 2.0, "best": True,
+            "selector_precision": 0.6123, "selector_random": 0.147,
+            "selector_entropy": 0.55555}  # fmt: skip
+    bare = {"epoch": 1, "step": 76, "r1": 40.0, "r5": 69.0, "medr": 2.0, "selector_entropy": None}
+    assert epoch_rows([line, bare]) == [
+        {"epoch": 1, "R@1": 41.2, "R@5": 70.0, "MedR": 2.0, "selector_precision": 61.2,
+         "selector_random": 14.7, "selector_entropy": 0.556},
+        {"epoch": 2, "R@1": 40.0, "R@5": 69.0, "MedR": 2.0, "selector_precision": None,
+         "selector_random": None, "selector_entropy": None},
+    ]  # fmt: skip

@@ -333,3 +333,33 @@ def test_report_names_test_pairs_left_out_for_missing_features(
     text = (out / "report.md").read_text()
     assert "fineco: test pairs left out {'missing_features': 3}" in text
     assert "baseline: test pairs left out" not in text
+
+
+def test_per_epoch_validation_is_a_table_per_validated_variant(
+    inputs: ReportSources, tmp_path: Path
+) -> None:
+    epochs = tmp_path / "epochs.jsonl"
+    records = [
+        {"epoch": 0, "r1": 20.0, "r5": 50.0, "medr": 5.0, "selector_precision": 0.3,
+         "selector_random": 0.15, "selector_entropy": 0.91, "best": True},
+        {"epoch": 1, "r1": 32.5, "r5": 61.0, "medr": 3.0, "selector_precision": 0.62,
+         "selector_random": 0.15, "selector_entropy": 0.55, "best": True},
+        {"epoch": 2, "r1": 30.0, "r5": 60.0, "medr": 3.5, "selector_precision": None,
+         "selector_random": None, "selector_entropy": None, "best": False},
+    ]  # fmt: skip
+    epochs.write_text("".join(json.dumps(record) + "\n" for record in records))
+    selection = {
+        "select": "best", "criterion": "validation R@1", "validation": "10% held out",
+        "validation_pairs": 40, "selected_epoch": 1, "best_epoch": 1,
+    }  # fmt: skip
+    fineco = replace(inputs.runs[0], epochs=epochs, selection=selection)
+    out = tmp_path / "report"
+    write_report(replace(inputs, runs=[fineco, inputs.runs[1]]), ReportConfig(strip_pairs=0), out)
+    section = sections((out / "report.md").read_text())["Validation per epoch"]
+    assert "**fineco**: 40 validation pairs (10% held out); kept: epoch 2 (best" in section
+    assert "baseline" not in section  # not validated
+    assert table_rows(section) == [
+        ["1", "20.0", "50.0", "5", "30.0%", "15.0%", "0.910"],
+        ["2 (kept)", "32.5", "61.0", "3", "62.0%", "15.0%", "0.550"],
+        ["3", "30.0", "60.0", "3.5", "–", "–", "–"],
+    ]

@@ -250,3 +250,49 @@ def test_mixed_precision_on_cuda_checkpoints_and_resumes(tmp_path, amp):
     assert (second.steps, second.resumed_from) == (12, 6)
     assert next(model.parameters()).device.type == "cuda"
     assert all(math.isfinite(line["loss"]) for line in metrics(second.metrics_path))
+
+
+def toy_validation(model: nn.Module, epoch: int) -> dict:
+    """An epoch hook like finetune's: an eval-mode pass that draws from no global generator."""
+    model.eval()
+    with torch.no_grad():
+        error = nn.functional.mse_loss(model(INPUTS), TARGETS).item()
+    return {"mse": error, "seen_epoch": epoch}
+
+
+def test_the_epoch_hook_records_every_epoch_and_leaves_training_unchanged(tmp_path):
+    plain, _ = run(tmp_path / "plain")
+    hooked, _ = run(tmp_path / "hooked", on_epoch=toy_validation)
+    for (name, expected), actual in zip(plain.state_dict().items(), hooked.state_dict().values()):
+        assert torch.equal(expected, actual), name  # validation changes no generator
+    lines = metrics(tmp_path / "hooked" / "epochs.jsonl")
+    assert [(line["epoch"], line["step"], line["seen_epoch"]) for line in lines] == [
+        (0, 4, 0),
+        (1, 8, 1),
+        (2, 12, 2),
+    ]
+    assert all(line["mse"] > 0 for line in lines)
+    assert hooked.training  # back in train mode after the hook
+    # a checkpoint at every epoch end, whatever checkpoint_every says
+    _, sparse = run(tmp_path / "sparse", on_epoch=toy_validation, optim={"checkpoint_every": 0})
+    assert len(metrics(tmp_path / "sparse" / "epochs.jsonl")) == 3
+    assert sparse.final_checkpoint.name == "checkpoint-00000012"
+
+
+def test_an_epoch_whose_record_a_kill_cut_off_is_validated_on_resume(tmp_path):
+    """Killed between epoch 1's checkpoint and its line: the resumed run validates epoch 1
+    first; lines after the resumed checkpoint are dropped."""
+    _, first = run(tmp_path, on_epoch=toy_validation, stop_after=8)
+    lines = (tmp_path / "epochs.jsonl").read_text().splitlines()
+    (tmp_path / "epochs.jsonl").write_text(lines[0] + "\n")  # epoch 1's line never written
+    calls = []
+
+    def counting(model: nn.Module, epoch: int) -> dict:
+        calls.append(epoch)
+        return toy_validation(model, epoch)
+
+    _, second = run(tmp_path, on_epoch=counting)
+    assert (first.steps, second.resumed_from, second.steps) == (8, 8, 12)
+    assert calls == [1, 2]
+    records = metrics(tmp_path / "epochs.jsonl")
+    assert [(line["epoch"], line["step"]) for line in records] == [(0, 4), (1, 8), (2, 12)]

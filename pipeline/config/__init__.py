@@ -281,6 +281,26 @@ class PretrainConfig:
 
 
 @dataclass(frozen=True, config=SECTION)
+class ValidationConfig:
+    """Validation after every fine-tuning epoch (retrieval tasks; training/validation.py)."""
+
+    # Pairs of this share of the training videos (chosen by a hash of the id, the same for every
+    # seed and method) are held out of training and validate each epoch; 0 = none.
+    holdout_share: Annotated[float, Field(ge=0.0, le=0.5)] = 0.0
+    split: str = ""  # or: the dataset's own split of this name (MSVD, DiDeMo "val"); "" = none
+    select: Literal["last", "best"] = "last"  # weights kept: the last epoch's, or the best R@1's
+    precision_k: PositiveInt = 5  # selector precision@k when the set has synthetic ground truth
+    batch_size: PositiveInt = 256
+
+    @model_validator(mode="after")
+    def _one_source(self) -> ValidationConfig:
+        _require(not (self.holdout_share and self.split), "holdout_share or split, not both")
+        enabled = bool(self.holdout_share or self.split)
+        _require(enabled or self.select == "last", "select=best with holdout_share or split")
+        return self
+
+
+@dataclass(frozen=True, config=SECTION)
 class FinetuneConfig:
     """Fine-tuning for text→video retrieval (or multiple choice), FineCo or the baseline."""
 
@@ -298,6 +318,7 @@ class FinetuneConfig:
     )
     # Ablations: each point is one more fine-tuned and evaluated variant (Tables 6 and 7).
     sweep: tuple[SweepPoint, ...] = ()
+    validation: ValidationConfig = field(default_factory=ValidationConfig)
 
     @model_validator(mode="after")
     def _one_starting_point(self) -> FinetuneConfig:

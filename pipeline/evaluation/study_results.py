@@ -102,6 +102,35 @@ def selector_summary(
     return summary
 
 
+def epoch_summary(
+    records: dict[tuple[str, str, int], list[dict[str, Any]]],
+) -> list[dict[str, Any]]:
+    """Per (set, method, epoch): validation R@1, selector precision@k and entropy, each a mean
+    over seeds (`records`: (set, method, seed) → that run's epochs.jsonl lines)."""
+    grouped: dict[tuple[str, str, int], list[dict[str, Any]]] = {}
+    for (name, method, _), lines in records.items():
+        for line in lines:
+            grouped.setdefault((name, method, line["epoch"]), []).append(line)
+    return [
+        {
+            "set": name,
+            "method": method,
+            "epoch": epoch,
+            "seeds": len(lines),
+            "r1": _mean(line["r1"] for line in lines),
+            "selector_precision": _mean(
+                line["selector_precision"] for line in lines if "selector_precision" in line
+            ),
+            "selector_entropy": _mean(
+                line["selector_entropy"]
+                for line in lines
+                if line.get("selector_entropy") is not None
+            ),
+        }
+        for (name, method, epoch), lines in grouped.items()
+    ]
+
+
 def _mean(values: Iterable[float]) -> float | None:
     values = list(values)
     return float(np.mean(values)) if values else None

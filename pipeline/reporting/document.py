@@ -51,6 +51,8 @@ class RunSources:
     frame_scores_h5: Path  # evaluate's frame_scores.h5
     train_metrics: Path  # finetune's metrics.jsonl
     fineco: dict[str, Any] = field(default_factory=dict)  # finetune info's whole FineCo section
+    epochs: Path | None = None  # finetune's epochs.jsonl (per-epoch validation), when validated
+    selection: dict[str, Any] | None = None  # finetune's SelectionFacts: the kept epoch and why
 
 
 @dataclass(frozen=True)
@@ -108,6 +110,7 @@ def write_report(inputs: ReportSources, config: ReportConfig, folder: Path) -> l
         results_markdown(inputs.adapter, inputs.task, runs),
         sweep_markdown(inputs.adapter, inputs.task, runs),
         precision_markdown(inputs.runs, metrics, truth is not None),
+        validation_markdown(inputs.runs),
         curves_markdown(inputs, pretrain, finetune),
         strip_markdown,
     ]
@@ -247,6 +250,41 @@ def precision_markdown(
             )
         lines.append(line + ".")
     return title + "\n".join(lines)
+
+
+def validation_markdown(runs: list[RunSources]) -> str:
+    """Per fine-tuned variant, its per-epoch validation: retrieval and the frame selector."""
+    validated = [run for run in runs if run.epochs is not None and run.selection]
+    if not validated:
+        return ""
+    parts = ["## Validation per epoch"]
+    for run in validated:
+        assert run.epochs is not None and run.selection is not None
+        lines = [json.loads(line) for line in run.epochs.read_text().splitlines() if line]
+        chosen = run.selection
+        kept = "best" if chosen["select"] == "best" else "last"
+        parts.append(
+            f"**{run.variant}**: {chosen['validation_pairs']} validation pairs "
+            f"({chosen['validation']}); kept: epoch {chosen['selected_epoch'] + 1} ({kept}; "
+            f"best {chosen['criterion']}: epoch {chosen['best_epoch'] + 1}).\n\n"
+            "| epoch | R@1 | R@5 | MedR | selector P@k | random | selector entropy |\n"
+            "|---|---|---|---|---|---|---|\n"
+            + "\n".join(_epoch_row(line, chosen["selected_epoch"]) for line in lines)
+        )
+    return "\n\n".join(parts)
+
+
+def _epoch_row(line: dict[str, Any], kept: int) -> str:
+    def share(name: str) -> str:
+        value = line.get(name)
+        return "–" if value is None else f"{100 * value:.1f}%"
+
+    entropy = line.get("selector_entropy")
+    return (
+        f"| {line['epoch'] + 1}{' (kept)' if line['epoch'] == kept else ''} | {line['r1']:.1f} | "
+        f"{line['r5']:.1f} | {line['medr']:g} | {share('selector_precision')} | "
+        f"{share('selector_random')} | {'–' if entropy is None else f'{entropy:.3f}'} |"
+    )
 
 
 def curves_markdown(

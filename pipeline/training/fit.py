@@ -1,28 +1,43 @@
-"""Run the training loop for a stage and describe its outputs (shared by pretrain and finetune)."""
+"""Run the training loop for a stage and describe its outputs (shared by pretrain and finetune).
+
+With a validator, every epoch is validated (epochs.jsonl, an output) and the run keeps either its
+last weights or those of its best epoch by validation R@1: when an epoch beats every earlier one,
+its weights are written to `checkpoints/best.safetensors` (atomically, before its epochs line, so
+a killed run never records a best epoch whose weights are missing).
+"""
 
 from __future__ import annotations
 
+import json
 import math
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
+from safetensors.torch import save_model
 from torch.utils.data import Dataset
 
 from models.videoclip import VideoCLIP
 from pipeline.config import OptimConfig
-from pipeline.stage import TrainingFacts
+from pipeline.stage import SelectionFacts, TrainingFacts
 from pipeline.training.data import make_loader
-from pipeline.training.loop import train
+from pipeline.training.loop import EPOCHS, train
 from pipeline.training.objectives import Objective
+from pipeline.training.records import read_lines
+from storage.atomic import atomic_output, atomic_write_json
+
+Validate = Callable[[VideoCLIP], dict[str, Any]]  # the model → its validation record
 
 CHECKPOINTS = "checkpoints"
+BEST_WEIGHTS, BEST_RECORD = "best.safetensors", "best.json"
+CRITERION = "r1"  # what select=best maximises: validation R@1 (ties keep the earlier epoch)
 # The code a training stage runs (with the stage's own module): part of its cache key.
 TRAINING_MODULES = (
     "pipeline.training.fit",
     "pipeline.training.objectives",
     "pipeline.training.loop",
+    "pipeline.training.records",
     "pipeline.training.schedule",
     "pipeline.training.checkpoints",
     "pipeline.training.data",
@@ -57,9 +72,11 @@ def fit(
     optim: OptimConfig,
     folder: Path,
     lr_scales: Mapping[str, float] | None = None,
+    validation: Validation | None = None,
 ) -> Fitted:
-    """Train `model` on `dataset` into `folder/checkpoints` (resuming a killed run); the final
-    weights and the per-step metrics are the stage's outputs."""
+    """Train `model` on `dataset` into `folder/checkpoints` (resuming a killed run); the kept
+    weights (the last, or with `validation` maybe the best epoch's), the per-step metrics and
+    the per-epoch validation records are the stage's outputs."""
     steps_per_epoch = math.ceil(len(dataset) / optim.batch_size)
 
     def loader(epoch: int, skip_batches: int) -> Iterable:
@@ -73,16 +90,82 @@ def fit(
             skip_batches=skip_batches,
         )
 
+    checkpoints = folder / CHECKPOINTS
+    hook = _BestKeeper(validation, checkpoints) if validation else None
     result = train(
-        model, objective, loader, steps_per_epoch, optim, folder / CHECKPOINTS, lr_scales=lr_scales
+        model,
+        objective,
+        loader,
+        steps_per_epoch,
+        optim,
+        checkpoints,
+        lr_scales=lr_scales,
+        on_epoch=hook,
     )
     weights = (result.final_checkpoint / "model.safetensors").relative_to(folder)
     metrics = result.metrics_path.relative_to(folder)
+    outputs = {"weights": str(weights), "metrics": str(metrics)}
+    selection = None
+    if validation is not None:
+        selection = _selection(validation, checkpoints, optim.epochs)
+        outputs["epochs"] = str((checkpoints / EPOCHS).relative_to(folder))
+        if validation.select == "best":
+            outputs["weights"] = str((checkpoints / BEST_WEIGHTS).relative_to(folder))
     training = TrainingFacts(
         steps=result.steps,
         steps_per_epoch=steps_per_epoch,
         train_seconds=round(result.seconds, 1),
         resumed_from_step=result.resumed_from,
         items=len(dataset),
+        selection=selection,
     )
-    return Fitted(outputs={"weights": str(weights), "metrics": str(metrics)}, training=training)
+    return Fitted(outputs=outputs, training=training)
+
+
+@dataclass(frozen=True)
+class Validation:
+    """How a fine-tuning run validates: the hook, what it keeps, and for the manifest where the
+    validation pairs came from."""
+
+    validate: Validate
+    select: str  # "last" or "best"
+    source: str  # e.g. "10% of the training videos held out"
+    pairs: int
+
+
+class _BestKeeper:
+    """The loop's epoch hook: validate, and keep the weights of a new best epoch."""
+
+    def __init__(self, validation: Validation, checkpoints: Path) -> None:
+        self.validation, self.checkpoints = validation, checkpoints
+
+    def __call__(self, model: VideoCLIP, epoch: int) -> dict[str, Any]:
+        record = self.validation.validate(model)
+        earlier = [line[CRITERION] for line in read_lines(self.checkpoints / EPOCHS)]
+        best = not earlier or record[CRITERION] > max(earlier)
+        if best and self.validation.select == "best":
+            with atomic_output(self.checkpoints / BEST_WEIGHTS) as tmp:
+                save_model(model, str(tmp))
+            atomic_write_json(self.checkpoints / BEST_RECORD, {"epoch": epoch, **record})
+        return {**record, "best": best}
+
+
+def _selection(validation: Validation, checkpoints: Path, epochs: int) -> SelectionFacts:
+    """The manifest's account of the kept epoch (read back from the files, so a resumed or
+    already complete run says the same)."""
+    lines = read_lines(checkpoints / EPOCHS)
+    if len(lines) != epochs:
+        raise RuntimeError(f"{checkpoints / EPOCHS}: {len(lines)} epochs validated of {epochs}")
+    scores = [line[CRITERION] for line in lines]
+    best_epoch = lines[scores.index(max(scores))]["epoch"]
+    selected = lines[-1]["epoch"]
+    if validation.select == "best":
+        selected = json.loads((checkpoints / BEST_RECORD).read_text())["epoch"]
+    return SelectionFacts(
+        select=validation.select,
+        criterion=f"validation {CRITERION.upper().replace('R', 'R@')}",
+        validation=validation.source,
+        validation_pairs=validation.pairs,
+        selected_epoch=selected,
+        best_epoch=best_epoch,
+    )

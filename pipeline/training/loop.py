@@ -5,6 +5,11 @@ to 0 over the real run length, gradient clipping, mixed precision on GPU. The lo
 into `out_dir` (training/checkpoints.py) and resumes from its latest checkpoint bit for bit: model,
 optimizer, scheduler, loss scale and every RNG state are restored, and the loader is asked for the
 rest of the interrupted epoch. `out_dir/metrics.jsonl` holds one JSON line per optimizer step.
+
+With an `on_epoch` hook (validation), every epoch ends with a checkpoint and then the hook; its
+record goes to `out_dir/epochs.jsonl`, one line per epoch. A run killed between the checkpoint and
+the line validates that epoch when it resumes. The hook must not draw from the global RNGs (an
+evaluation pass in eval mode does not), so a run with validation trains exactly as one without.
 """
 
 from __future__ import annotations
@@ -29,12 +34,20 @@ from pipeline.config import OptimConfig
 from pipeline.devices import resolve_device
 from pipeline.progress import report as report_progress
 from pipeline.training.checkpoints import latest_checkpoint, load_checkpoint, save_checkpoint
+from pipeline.training.records import (
+    StepLog,
+    append_line,
+    log_epoch,
+    read_lines,
+    truncate_metrics,
+)
 from pipeline.training.schedule import effective_warmup, lr_factor, resolve_amp
-from storage.atomic import atomic_write_text, fsync_path
+from storage.atomic import fsync_path
 
 log = logging.getLogger(__name__)
 
 METRICS = "metrics.jsonl"
+EPOCHS = "epochs.jsonl"
 # What a resumed run must share with its checkpoint: these decide the schedule and the batches.
 # Where it runs (device, num_workers), amp, grad_clip and checkpoint_every may change.
 RESUME_FIELDS = (
@@ -70,6 +83,8 @@ class TrainResult:
 
 LoaderFn = Callable[[int, int], Iterable[Any]]  # (epoch, skip_batches) -> that epoch's batches
 LossFn = Callable[[nn.Module, Any], LossTerms]  # (model, batch on the device) -> loss terms
+# (model, the epoch just finished) -> its record for epochs.jsonl (JSON-able values)
+EpochHook = Callable[[nn.Module, int], dict[str, Any]]
 
 
 @dataclass
@@ -97,6 +112,7 @@ def train(
     stop_after: int | None = None,
     log_every: int = 10,
     lr_scales: Mapping[str, float] | None = None,
+    on_epoch: EpochHook | None = None,
 ) -> TrainResult:
     """Train `model` for `config.epochs` epochs of `steps_per_epoch` batches, or continue the run
     whose checkpoints are in `out_dir`. On return the model holds the final checkpoint's weights
@@ -107,12 +123,14 @@ def train(
     loading must not draw from torch's global RNG, so a resumed run sees the same batches and
     dropout masks as an uninterrupted one. `stop_after` stops (after a checkpoint) once that many
     steps are done in total. Raises NonFiniteLossError on a NaN/inf loss, before the update.
+    `on_epoch` runs after each epoch's checkpoint (module docstring).
     """
     started = time.perf_counter()
     if steps_per_epoch < 1:
         raise ValueError(f"steps_per_epoch must be >= 1, found {steps_per_epoch}")
     was_training = model.training
     trainer = _Trainer(model, loss_fn, steps_per_epoch, config, out_dir, started, lr_scales or {})
+    trainer.on_epoch = on_epoch
     checkpoint = latest_checkpoint(out_dir)
     resumed_from = None
     if checkpoint is None:
@@ -121,6 +139,8 @@ def train(
         trainer.restore(checkpoint)
         resumed_from = trainer.progress.step
     truncate_metrics(trainer.metrics_path, trainer.progress.step)
+    truncate_metrics(trainer.epochs_path, trainer.progress.step)
+    trainer.catch_up_epoch()
     stop = trainer.total_steps if stop_after is None else min(stop_after, trainer.total_steps)
     if trainer.progress.step < stop:
         checkpoint = trainer.run(loader_fn, stop, log_every)
@@ -178,6 +198,8 @@ class _Trainer:
         self.clock = started  # end of the previous step
         out_dir.mkdir(parents=True, exist_ok=True)
         self.metrics_path = out_dir / METRICS
+        self.epochs_path = out_dir / EPOCHS
+        self.on_epoch: EpochHook | None = None
 
     def restore(self, checkpoint: Path) -> None:
         state = load_checkpoint(checkpoint, self.model, self.optimizer, self.scheduler, self.scaler)
@@ -223,7 +245,7 @@ class _Trainer:
         )
         self.model.train()
         progress, every = self.progress, self.config.checkpoint_every
-        window = _Window(progress.step)
+        window = StepLog(progress.step)
         self.clock = time.perf_counter()
         with self.metrics_path.open("a") as metrics:
             while progress.step < stop:
@@ -234,13 +256,38 @@ class _Trainer:
                     if log_every > 0 and progress.step % log_every == 0:
                         window.log(line, self.total_steps)
                         report_progress("training steps", progress.step, self.total_steps)
-                    if progress.step == stop or (every > 0 and progress.step % every == 0):
+                    epoch_end = self.on_epoch is not None and progress.step_in_epoch == 0
+                    if (
+                        progress.step == stop
+                        or (every > 0 and progress.step % every == 0)
+                        or epoch_end
+                    ):
                         metrics.flush()  # the metrics of every checkpointed step are on disk
                         fsync_path(self.metrics_path)
                         checkpoint = self.save()
+                    if epoch_end:
+                        self.end_epoch()
                     if progress.step == stop:
                         break
         return checkpoint
+
+    def catch_up_epoch(self) -> None:
+        """Run the epoch hook for a finished epoch whose record a kill cut off (the run stopped
+        between the epoch's checkpoint and its line in epochs.jsonl)."""
+        progress = self.progress
+        if self.on_epoch is None or progress.step == 0 or progress.step_in_epoch != 0:
+            return
+        if progress.epoch - 1 not in {line["epoch"] for line in read_lines(self.epochs_path)}:
+            self.end_epoch()
+
+    def end_epoch(self) -> None:
+        """The hook on the epoch just finished; its record appended to epochs.jsonl."""
+        assert self.on_epoch is not None
+        epoch = self.progress.epoch - 1
+        record = self.on_epoch(self.model, epoch)
+        self.model.train()
+        append_line(self.epochs_path, {"epoch": epoch, "step": self.progress.step, **record})
+        log_epoch(epoch, self.config.epochs, record)
 
     def step(self, batch: Any) -> dict[str, Any]:
         """One optimizer step; returns its metrics line."""
@@ -304,29 +351,6 @@ class _Trainer:
         return f"epoch {progress.epoch}, batch {progress.step_in_epoch + 1} of the epoch"
 
 
-class _Window:
-    """Steps per second between two progress log lines."""
-
-    def __init__(self, step: int) -> None:
-        self.step, self.time = step, time.perf_counter()
-
-    def log(self, line: dict[str, Any], total_steps: int) -> None:
-        now = time.perf_counter()
-        rate = (line["step"] - self.step) / max(now - self.time, 1e-9)
-        self.step, self.time = line["step"], now
-        grad_norm = "n/a" if line["grad_norm"] is None else f"{line['grad_norm']:.3f}"
-        log.info(
-            "step %d/%d  epoch %d  loss %.4f  lr %.3e  grad_norm %s  %.2f steps/s",
-            line["step"],
-            total_steps,
-            line["epoch"],
-            line["loss"],
-            line["lr"],
-            grad_norm,
-            rate,
-        )
-
-
 def _epoch_batches(
     loader_fn: LoaderFn, epoch: int, skip: int, steps_per_epoch: int
 ) -> Iterator[Any]:
@@ -362,23 +386,3 @@ def _check_resumable(
                 f"cannot resume from {checkpoint}: it was trained with {name}={saved.get(name)!r}, "
                 f"this run asks for {current[name]!r}; delete {checkpoint.parent} to start over"
             )
-
-
-def truncate_metrics(path: Path, step: int) -> None:
-    """Drop the lines of `path` after `step` (and a torn last line), atomically, so a resumed run
-    appends without duplicates."""
-    if not path.is_file():
-        return
-    lines = path.read_text().splitlines()
-    kept = []
-    for number, line in enumerate(lines):
-        try:
-            record = json.loads(line)
-        except json.JSONDecodeError:
-            if number == len(lines) - 1:  # a write cut short by a kill
-                break
-            raise ValueError(f"{path}: line {number + 1} is not JSON: {line[:80]!r}") from None
-        if record["step"] <= step:
-            kept.append(line)
-    if len(kept) != len(lines):
-        atomic_write_text(path, "".join(line + "\n" for line in kept))

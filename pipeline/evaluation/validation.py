@@ -1,0 +1,140 @@
+"""Validation during fine-tuning (`finetune.validation`): after every epoch the validation pairs
+are ranked as the test pairs will be, and the frame selector is checked.
+
+- `validation_pairs`: the training pairs split into those trained on and those validating —
+  a share of the training *videos* held out (the lowest sha1 of their ids, so the same videos
+  for every seed, method and rerun, and no video on both sides), or the dataset's own split;
+- `Validator`: text→clip retrieval over the validation clips (R@1/5/10, MedR, pessimistic ranks
+  as evaluate's), the selector's precision@k against synthetic ground truth (with a random
+  choice's expectation) and its mean normalised entropy (1 = uniform, 0 = one frame).
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Iterable
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import torch
+from transformers import PreTrainedTokenizerBase
+
+from models.videoclip import VideoCLIP
+from pipeline.config import ModelConfig, ValidationConfig
+from pipeline.evaluation.frames import encode_pairs, frame_precision
+from pipeline.evaluation.protocols import clip_targets
+from pipeline.evaluation.retrieval_metrics import ranks, retrieval_metrics
+from pipeline.training.data import PairClips
+from storage.features import FeatureStore
+from storage.layout import Manifest
+from storage.tables import read_table
+
+CRITERION = "r1"  # what select=best maximises (validation R@1; ties keep the earlier epoch)
+
+
+def holdout_videos(video_ids: Iterable[str], share: float) -> set[str]:
+    """round(share × videos) of `video_ids` (at least one when share > 0 and there are two or
+    more), chosen by the smallest sha1 of the id: stable, and independent of every seed."""
+    unique = sorted(set(map(str, video_ids)))
+    if share <= 0 or len(unique) < 2:
+        return set()
+    count = min(max(1, round(share * len(unique))), len(unique) - 1)
+    ordered = sorted(unique, key=lambda video: hashlib.sha1(video.encode()).hexdigest())
+    return set(ordered[:count])
+
+
+def validation_pairs(
+    pairs: pd.DataFrame, split: str, config: ValidationConfig
+) -> tuple[pd.DataFrame, pd.DataFrame | None]:
+    """(training pairs, validation pairs or None) of the `split` training pairs."""
+    train = pairs[pairs.split == split]
+    if config.split:
+        return train, pairs[pairs.split == config.split]
+    held = holdout_videos(train.video_id, config.holdout_share)
+    if not held:
+        return train, None
+    inside = train.video_id.astype(str).isin(held)
+    return train[~inside], train[inside]
+
+
+@dataclass(frozen=True)
+class Sides:
+    """A fine-tuning run's training pairs and (when validated) its validation pairs."""
+
+    train: PairClips
+    validation: PairClips | None
+    source: str  # where the validation pairs came from ("" without validation)
+
+
+def training_sides(
+    ingest: Manifest[Any],
+    extract: Manifest[Any],
+    split: str,
+    config: ValidationConfig,
+    tokenizer: PreTrainedTokenizerBase,
+    model: ModelConfig,
+) -> Sides:
+    """The `split` pairs over the extracted features, minus the held-out validation pairs."""
+    train, held = validation_pairs(read_table(ingest.output("pairs")), split, config)
+    features = FeatureStore(extract.output("index"))
+
+    def clips(pairs: pd.DataFrame) -> PairClips:
+        return PairClips(pairs, features, tokenizer, model.max_video_len, model.max_text_tokens)
+
+    if held is None:
+        return Sides(clips(train), None, "")
+    if config.split:
+        source = f"the dataset's {config.split!r} split"
+    else:
+        videos = held.video_id.nunique()
+        source = f"{config.holdout_share:.0%} of the {split!r} videos held out ({videos} videos)"
+    return Sides(clips(train), clips(held), source)
+
+
+def selector_entropy(logits: list[np.ndarray]) -> float | None:
+    """Mean over clips of softmax entropy / log(frames) (clips of one frame left out)."""
+    values = []
+    for row in logits:
+        if len(row) < 2:
+            continue
+        shifted = np.exp(row.astype(np.float64) - row.max())  # (k,)
+        probabilities = shifted / shifted.sum()
+        entropy = -(probabilities * np.log(np.clip(probabilities, 1e-12, None))).sum()
+        values.append(entropy / np.log(len(row)))
+    return float(np.mean(values)) if values else None
+
+
+@dataclass(frozen=True)
+class Validator:
+    """The epoch hook of a fine-tuning run: validation metrics of the model as it stands."""
+
+    dataset: PairClips
+    truth: dict[str, Any]  # synthetic ground truth by pair id ({} for real data)
+    precision_k: int
+    batch_size: int
+    device: torch.device
+
+    def __call__(self, model: VideoCLIP) -> dict[str, Any]:
+        encoded = encode_pairs(model, self.dataset, self.batch_size, self.device)
+        spans = [self.dataset.clip_seconds(i) for i in range(len(self.dataset))]
+        clips = clip_targets(self.dataset.video_ids, spans)
+        scores = encoded.text @ encoded.video[clips.first].T  # (queries, clips)
+        metrics = retrieval_metrics(ranks(scores, clips.targets))
+        record: dict[str, Any] = {
+            "r1": metrics["R@1"],
+            "r5": metrics["R@5"],
+            "r10": metrics["R@10"],
+            "medr": metrics["MedR"],
+            "queries": len(self.dataset),
+            "clips": len(clips.first),
+            "selector_entropy": selector_entropy(encoded.frame_logits),
+        }
+        precision = frame_precision(
+            self.dataset, encoded.frame_logits, self.truth, self.precision_k
+        )
+        if precision is not None:
+            record["selector_precision"] = precision["precision_at_k"]
+            record["selector_random"] = precision["random_expectation"]
+        return record
