@@ -172,15 +172,14 @@ def _run(args: argparse.Namespace, config: Config) -> int:
 
 
 def _study(args: argparse.Namespace, config: Config) -> int:
-    from pipeline.study import QUICK_OVERRIDES, run_study
+    from pipeline.study import run_study
+    from pipeline.study_plan import study_settings
 
-    if args.quick:
-        config = load_config(args.config, [*QUICK_OVERRIDES, *args.overrides])
-    seeds = [0] if args.quick else list(range(args.seeds))
+    settings, seeds = study_settings(args.config, args.overrides, args.seeds, args.quick)
     strategies = [s.strip() for s in args.strategies.split(",") if s.strip()]
     variants = [v.strip() for v in args.variants.split(",") if v.strip()]
     started = time.perf_counter()
-    manifest = run_study(config, artifact_root(), seeds, strategies, variants=variants)
+    manifest = run_study(settings, artifact_root(), seeds, strategies, variants=variants)
     print(manifest.output("markdown").read_text())
     print(f"study: {manifest.output('study')} ({time.perf_counter() - started:.1f} s)")
     return 0

@@ -1,4 +1,4 @@
-"""Deployments of the `fineco` flow: `fineco/full` and one per stage (DESIGN.md §6).
+"""Deployments of the `fineco` flow: `fineco/full`, one per stage, `fineco/study` (DESIGN §6).
 
 A stage deployment runs the same flow with `stages=[<stage>]`: that stage runs (or is a cache
 hit) and its upstream comes from cache. `fineco serve` serves them all from one process (no work
@@ -11,14 +11,17 @@ from prefect import serve
 from prefect.deployments.runner import RunnerDeployment
 
 from flows.pipeline_flow import fineco
+from flows.study_flow import fineco_study
 from pipeline.config import STAGES
 
 STAGE_DEPLOYMENTS = STAGES[1:]  # ingest is cheap and always part of its dataset's front end
 DEFAULT_CONFIG = "demo"
+STUDY_CONFIG = "study"
 
 
 def deployments(config: str = DEFAULT_CONFIG) -> list[RunnerDeployment]:
-    """`full` plus one deployment per stage, all with `config` as the default preset."""
+    """`full` plus one deployment per stage, all with `config` as the default preset, and
+    `study` (`fineco study` with the study preset)."""
     full = fineco.to_deployment(
         name="full",
         parameters={"config": config},
@@ -32,7 +35,12 @@ def deployments(config: str = DEFAULT_CONFIG) -> list[RunnerDeployment]:
         )
         for stage in STAGE_DEPLOYMENTS
     ]
-    return [full, *stages]
+    study = fineco_study.to_deployment(
+        name="study",
+        parameters={"config": STUDY_CONFIG},
+        description="FineCo vs the baseline on the long-sparse benchmark (seeds, paired tests).",
+    )
+    return [full, *stages, study]
 
 
 def serve_all(config: str = DEFAULT_CONFIG, limit: int = 1) -> None:

@@ -30,10 +30,7 @@ import pandas as pd
 from pipeline.config import (
     BenchmarkConfig,
     Config,
-    DatasetConfig,
     EvaluateConfig,
-    FinecoConfig,
-    FinetuneConfig,
     ModelConfig,
 )
 from pipeline.datasets.synthetic import GROUND_TRUTH_FILE
@@ -65,44 +62,26 @@ from pipeline.stage import (
     StudyInfo,
     run_cached,
 )
-from pipeline.synth.long_sparse import FEATURES, HOWTO_FILE, YOUCOOK_FILE, write_benchmark
+from pipeline.study_plan import (
+    DEFAULT_VARIANTS,
+    PRETRAIN,
+    SETS,
+    seeded,
+    study_config,
+    study_methods,
+)
+from pipeline.synth.long_sparse import write_benchmark
 from pipeline.training.checkpoints import load_weights
 from pipeline.training.data import split_pairs
 from pipeline.training.model_factory import build_model, load_tokenizer
-from pipeline.training.variants import BASELINE, variant_name
+from pipeline.training.variants import BASELINE
 from storage.atomic import atomic_write_json, atomic_write_text
 from storage.layout import Manifest
 from storage.tables import read_table
 
 log = logging.getLogger(__name__)
 
-PRETRAIN, SETS = "pretrain", ("long", "short")
-
-
-@dataclass(frozen=True)
-class FinecoVariant:
-    positives: str  # fineco.positives: "selector" (the paper) or "similarity"
-    selector_lr_scale: float  # fineco.selector_lr_scale
-    interaction: bool  # model.selector_interaction (method name suffix "-x")
-
-
-# FineCo as the paper states it ("paper"); the same with a selector learning rate that can move
-# it within the fine-tuning budget ("paper-slr10", an ablation); our variant, whose selector also
-# sees h_k ⊙ t and learns the ranking of <h_k, t> ("sim"; README, "What the selector learns
-# from"). Fixed before any result; the study runs DEFAULT_VARIANTS unless asked for others.
-FINECO_VARIANTS = {
-    "paper": FinecoVariant("selector", 1.0, interaction=False),
-    "paper-slr10": FinecoVariant("selector", 10.0, interaction=False),
-    "sim": FinecoVariant("similarity", 10.0, interaction=True),
-}
-DEFAULT_VARIANTS = ("paper", "sim")
-QUERY_SCORED, ORACLE = "query-scored", "oracle"
-# `--quick`: one seed on a smaller benchmark (the same regime, the same schedules).
-QUICK_OVERRIDES = (
-    "benchmark.train_clips=300",
-    "benchmark.test_clips=150",
-    "benchmark.pretrain_videos=120",
-)
+QUERY_SCORED, ORACLE = "query-scored", "oracle"  # the reference methods
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -152,6 +131,7 @@ class StudyInputs(StageInputs):
     stage: ClassVar[str] = "study"
     modules: ClassVar[tuple[str, ...]] = (
         "pipeline.study",
+        "pipeline.study_plan",
         "pipeline.evaluation",
         "pipeline.reporting.study",
         "pipeline.training.data",
@@ -183,64 +163,6 @@ class StudyInputs(StageInputs):
         fronts = [self.fronts[name][stage] for name in SETS for stage in ("ingest", "extract")]
         runs = [m for run in self.runs for m in (run.finetune, run.evaluate)]
         return (self.benchmark, *self.pretrains, *fronts, *runs)
-
-
-def study_config(config: Config, benchmark: Path) -> Config:
-    """`config` with its datasets pointed at the benchmark's three sets."""
-
-    def features_set(adapter: Any, name: str, annotations: str) -> DatasetConfig:
-        root = str(benchmark / name)
-        return DatasetConfig(adapter=adapter, root=root, annotations=annotations, features=FEATURES)
-
-    datasets = {
-        PRETRAIN: features_set("howto100m", PRETRAIN, HOWTO_FILE),
-        **{name: features_set("youcook2", name, YOUCOOK_FILE) for name in SETS},
-    }
-    pretrain = dataclasses.replace(config.pretrain, dataset=PRETRAIN)
-    finetune = dataclasses.replace(config.finetune, from_pretrain=True, init_checkpoint="")
-    return dataclasses.replace(config, datasets=datasets, pretrain=pretrain, finetune=finetune)
-
-
-def seeded(config: Config, seed: int) -> Config:
-    """The same study with training seed and weight-init seed `seed`."""
-    model = dataclasses.replace(config.model, init_seed=seed)
-    pretrain = dataclasses.replace(
-        config.pretrain, optim=dataclasses.replace(config.pretrain.optim, seed=seed)
-    )
-    finetune = dataclasses.replace(
-        config.finetune, optim=dataclasses.replace(config.finetune.optim, seed=seed)
-    )
-    return dataclasses.replace(config, model=model, pretrain=pretrain, finetune=finetune)
-
-
-def study_methods(
-    config: Config, strategies: Sequence[str], variants: Sequence[str] = DEFAULT_VARIANTS
-) -> dict[str, tuple[FinetuneConfig, ModelConfig]]:
-    """method name → its fine-tuning section and model: each strategy in each FineCo variant
-    (FINECO_VARIANTS), then the baseline (no L1, the plain model)."""
-    unknown = [name for name in variants if name not in FINECO_VARIANTS]
-    if unknown:
-        known = ", ".join(FINECO_VARIANTS)
-        raise ValueError(f"unknown FineCo variant(s) {unknown}; variants: {known}")
-    methods = {}
-    for strategy in strategies:
-        for variant in (FINECO_VARIANTS[name] for name in variants):
-            fineco = dataclasses.replace(
-                config.finetune.fineco,
-                enabled=True,
-                strategy=strategy,
-                positives=variant.positives,
-                selector_lr_scale=variant.selector_lr_scale,
-            )
-            model = dataclasses.replace(config.model, selector_interaction=variant.interaction)
-            name = variant_name(fineco) + ("-x" if variant.interaction else "")
-            finetune = dataclasses.replace(config.finetune, fineco=fineco, baseline=False, sweep=())
-            methods[name] = (finetune, model)
-    baseline = dataclasses.replace(
-        config.finetune, fineco=FinecoConfig(enabled=False), baseline=True, sweep=()
-    )
-    methods[BASELINE] = (baseline, config.model)
-    return methods
 
 
 def run_study(

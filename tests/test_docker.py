@@ -279,17 +279,24 @@ def _prefect_services(compose: dict) -> dict[str, dict]:
 
 
 def test_deployments_match_the_served_ones_and_load_the_flow(deployments: dict) -> None:
-    """prefect.yaml deploys what `fineco serve` serves, and its entrypoint is the flow."""
-    from flows.deployments import STAGE_DEPLOYMENTS
+    """prefect.yaml deploys what `fineco serve` serves, with the same entrypoints and
+    parameters; the stage deployments run the `fineco` flow on one stage, the study its flow."""
+    from flows import deployments as served
     from flows.pipeline_flow import fineco
+    from flows.study_flow import fineco_study
 
-    assert set(deployments) == {"full", *STAGE_DEPLOYMENTS}
+    assert set(deployments) == {"full", *served.STAGE_DEPLOYMENTS, "study"}
+    serving = {d.name: d for d in served.deployments()}
+    assert set(serving) == set(deployments)
     for name, deployment in deployments.items():
         path, _, attribute = deployment["entrypoint"].partition(":")
         module = importlib.import_module(path.removesuffix(".py").replace("/", "."))
-        assert getattr(module, attribute) is fineco, name
+        flow = getattr(module, attribute)
+        assert flow is (fineco_study if name == "study" else fineco), name
+        assert flow.name == "fineco", name  # so the deployment is fineco/<name>
+        assert deployment["parameters"] == serving[name].parameters, name
         stages = deployment["parameters"].get("stages")
-        assert stages == (None if name == "full" else [name]), name
+        assert stages == (None if name in ("full", "study") else [name]), name
 
 
 def test_gpu_stages_are_deployed_on_the_pool_limited_to_one_run(
@@ -300,7 +307,7 @@ def test_gpu_stages_are_deployed_on_the_pool_limited_to_one_run(
     gpu_pool = {d["work_pool"]["name"] for n, d in deployments.items() if n in GPU_STAGES}
     assert len(gpu_pool) == 1
     on_gpu = {n for n, d in deployments.items() if d["work_pool"]["name"] in gpu_pool}
-    assert on_gpu == set(GPU_STAGES)
+    assert on_gpu == {*GPU_STAGES, "study"}  # the study trains in its own run
     script = compose["services"]["setup"]["command"][-1]
     (pool,) = gpu_pool
     assert f"set-concurrency-limit {pool} 1" in script

@@ -3,6 +3,7 @@ selector numbers, the paired comparisons, and a rerun that is all cache hits."""
 
 from __future__ import annotations
 
+import asyncio
 import json
 from pathlib import Path
 
@@ -12,6 +13,7 @@ import pytest
 from flows.cli import main
 from pipeline.config.loading import load_config
 from pipeline.study import SETS, run_study
+from pipeline.study_plan import DEFAULT_VARIANTS, planned_study_calls
 
 # The study preset at test scale: the same benchmark regime, few clips, a one-layer model.
 SMALL = [
@@ -89,3 +91,32 @@ def test_cli_runs_the_study_again_from_cache(
     monkeypatch.setenv("FINECO_ARTIFACTS", str(artifacts))
     assert main(["study", "--seeds", "2", *SMALL]) == 0
     assert f"study: {manifest.output('study')}" in capsys.readouterr().out
+
+
+def test_prefect_flow_runs_the_study_as_cached_tasks(
+    study: tuple[Path, dict, object], prefect_server: None, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Deployment fineco/study's flow: every stage call of the study is one task run (here all
+    cache hits of the study above), and the same study.json comes back."""
+    from prefect.client.orchestration import get_client
+    from prefect.client.schemas.filters import FlowRunFilter, FlowRunFilterId
+
+    from flows.study_flow import fineco_study
+
+    artifacts, _, manifest = study
+    monkeypatch.setenv("FINECO_ARTIFACTS", str(artifacts))
+    state = fineco_study(seeds=2, overrides=SMALL, return_state=True)
+    assert state.is_completed(), state
+    assert state.result() == str(manifest.output("study"))
+    run_filter = FlowRunFilter(id=FlowRunFilterId(any_=[state.state_details.flow_run_id]))
+
+    async def read() -> tuple[list[str], set[str | None]]:
+        async with get_client() as client:
+            tasks = await client.read_task_runs(flow_run_filter=run_filter)
+            found = await client.read_artifacts(flow_run_filter=run_filter)
+        return [task.name for task in tasks], {item.key for item in found}
+
+    names, keys = asyncio.run(read())
+    assert len(names) == planned_study_calls(2, ["median"], DEFAULT_VARIANTS)
+    assert "study[study]" in names and "pretrain[seed 1]" in names
+    assert "study" in keys  # study.md on the dashboard
