@@ -15,7 +15,8 @@ show the caption's concept (precision@k).
 
 metrics.json keys: task, protocol, variant, dataset, split, queries, s3d_random_init,
 frame_precision, and per task — retrieval: plain, dual_softmax, mmpt, mmpt_dual_softmax (null
-unless every clip has one query), dual_softmax_temperature, videos, moments (DiDeMo only);
+unless every clip has one query), dual_softmax_temperature and dual_softmax_choice (how T was
+chosen: on the fine-tuning run's validation pairs when it has them), videos, moments (DiDeMo);
 qa: accuracy, questions, out_of_vocabulary_share (0-1), answers; mc: accuracy, questions,
 candidates.
 """
@@ -48,6 +49,7 @@ from pipeline.evaluation.protocols import (
     Answered,
     answer_logits,
     candidate_list,
+    clip_targets,
     evaluate_mc,
     evaluate_moments,
     evaluate_qa,
@@ -55,6 +57,7 @@ from pipeline.evaluation.protocols import (
     read_answers,
 )
 from pipeline.evaluation.retrieval_metrics import query_ranks_table
+from pipeline.evaluation.validation import choose_temperature, pairs_by_id
 from pipeline.stage import (
     EvaluateInfo,
     ExtractInfo,
@@ -166,6 +169,29 @@ def answer_task(
     )  # fmt: skip
 
 
+def ds_temperature(
+    inputs: EvaluateInputs,
+    model: VideoCLIP,
+    tokenizer: PreTrainedTokenizerBase,
+    device: torch.device,
+) -> tuple[float, dict[str, Any]]:
+    """DualSoftmax's temperature: chosen on the fine-tuning run's validation pairs when it has
+    them, else `evaluate.dual_softmax_temperature`; with how it was chosen."""
+    config, finetune = inputs.config, inputs.finetune
+    if "validation_pairs" not in finetune.outputs:
+        fixed = "evaluate.dual_softmax_temperature, not tuned (no validation pairs)"
+        return config.dual_softmax_temperature, {"chosen_on": fixed}
+    pair_ids = read_table(finetune.output("validation_pairs"))["pair_id"].astype(str).tolist()
+    held = pairs_by_id(inputs.ingest, inputs.extract, pair_ids, tokenizer, inputs.model)
+    encoded = encode_pairs(model, held, config.batch_size, device)
+    clips = clip_targets(held.video_ids, [held.clip_seconds(i) for i in range(len(held))])
+    scores = encoded.text.astype(np.float64) @ encoded.video[clips.first].astype(np.float64).T
+    temperature, r1 = choose_temperature(scores, clips.targets, config.dual_softmax_grid)
+    chosen_on = f"validation R@1 over {len(held)} pairs of the fine-tuning run"
+    log.info("DualSoftmax temperature %g (%s)", temperature, chosen_on)
+    return temperature, {"chosen_on": chosen_on, "validation_r1": r1}
+
+
 def run_evaluate(inputs: EvaluateInputs) -> Manifest[EvaluateInfo]:
     """Evaluate one fine-tuned variant on the `config.split` pairs of a dataset."""
     config, model_config, ingest, extract = (
@@ -194,11 +220,11 @@ def run_evaluate(inputs: EvaluateInputs) -> Manifest[EvaluateInfo]:
         metrics: dict[str, Any] = {"task": task}
         if task == "retrieval":
             spans = [dataset.clip_seconds(i) for i in range(len(dataset))]
+            temperature, choice = ds_temperature(inputs, model, tokenizer, device)
             retrieval = evaluate_retrieval(
-                encoded.video, encoded.text, dataset.video_ids, spans, adapter,
-                config.dual_softmax_temperature,
-            )  # fmt: skip
-            metrics |= retrieval.metrics
+                encoded.video, encoded.text, dataset.video_ids, spans, adapter, temperature
+            )
+            metrics |= retrieval.metrics | {"dual_softmax_choice": choice}
             if adapter == "didemo":
                 annotations = didemo.moment_annotations(
                     Path(ingest.info.annotation_dir), config.split

@@ -21,6 +21,8 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any, ClassVar
 
+import pandas as pd
+
 from models.videoclip import VideoCLIP, attach_answer_head
 from pipeline.config import FinetuneConfig, ModelConfig
 from pipeline.datasets.synthetic import GROUND_TRUTH_FILE
@@ -41,10 +43,12 @@ from pipeline.training.model_factory import bert_files, build_model, load_tokeni
 from pipeline.training.objectives import finetune_objective
 from pipeline.training.warm_start import WarmStartReport, load_videoclip_checkpoint
 from storage.layout import Manifest, expand_path
+from storage.tables import write_table
 
 log = logging.getLogger(__name__)
 
 _KEYS_SHOWN = 10  # unexpected checkpoint keys listed in the manifest
+VALIDATION_PAIRS = "validation_pairs.parquet"  # pair_id of each validation pair
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -125,6 +129,11 @@ def run_finetune(inputs: FinetuneInputs) -> Manifest[FinetuneInfo]:
         scales = {"frame_selector.": settings.fineco.selector_lr_scale}
         validation = _validation(inputs, sides)
         fitted = fit(model, objective, dataset, settings.optim, folder, scales, validation)
+        outputs = dict(fitted.outputs)
+        if sides.validation is not None:  # evaluate chooses the DualSoftmax temperature on them
+            held = pd.DataFrame({"pair_id": sides.validation.pair_ids})
+            write_table(held, folder / VALIDATION_PAIRS)
+            outputs["validation_pairs"] = VALIDATION_PAIRS
         info = FinetuneInfo(
             dataset=settings.dataset,
             variant=inputs.variant,
@@ -139,7 +148,7 @@ def run_finetune(inputs: FinetuneInputs) -> Manifest[FinetuneInfo]:
             answers=answers,
             answer_coverage=coverage,
         )
-        return StageResult(outputs=fitted.outputs, info=info)
+        return StageResult(outputs=outputs, info=info)
 
     return run_cached(inputs, build)
 

@@ -43,7 +43,10 @@ def study(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, dict, object]
 
 def test_study_json_has_every_set_method_and_seed(study: tuple[Path, dict, object]) -> None:
     _, document, _ = study
-    assert set(document) == {"benchmark", "seeds", "queries", "results", "comparisons", "selector"}
+    assert set(document) == {
+        *("benchmark", "seeds", "queries", "results", "comparisons", "selector"),
+        *("epochs", "selection"),  # per-epoch validation and the kept epochs
+    }
     assert document["seeds"] == [0, 1] and document["queries"] == {"long": 12, "short": 12}
     assert document["benchmark"]["chance_r1"] == pytest.approx(100 / 12)
     runs = {(r["set"], r["method"], r["seed"]) for r in document["results"]}
@@ -56,6 +59,22 @@ def test_study_json_has_every_set_method_and_seed(study: tuple[Path, dict, objec
     for comparison in document["comparisons"]:
         low, high = comparison["ci95"]
         assert low <= comparison["r1_diff_mean"] <= high and 0 < comparison["p_value"] <= 1
+
+
+def test_every_fine_tuning_run_is_validated_per_epoch(study: tuple[Path, dict, object]) -> None:
+    """The preset holds out a tenth of the training videos: every run validates each epoch
+    (R@1, selector precision against the truth, entropy) and keeps its best epoch."""
+    _, document, manifest = study
+    trained = METHODS - {"query-scored", "oracle"}
+    rows = {(r["set"], r["method"], r["epoch"]): r for r in document["epochs"]}
+    assert set(rows) == {(s, m, 0) for s in SETS for m in trained}  # one epoch at test scale
+    for row in rows.values():
+        assert row["seeds"] == 2 and 0 <= row["r1"] <= 100
+        assert 0 <= row["selector_precision"] <= 1 and 0 < row["selector_entropy"] <= 1
+    kept = {(r["set"], r["method"], r["seed"]) for r in document["selection"]}
+    assert kept == {(s, m, seed) for s in SETS for m in trained for seed in (0, 1)}
+    assert all(r["select"] == "best" and r["validation_pairs"] == 2 for r in document["selection"])
+    assert "## During training (validation)" in manifest.output("markdown").read_text()
 
 
 def test_selector_numbers_follow_the_ground_truth(study: tuple[Path, dict, object]) -> None:

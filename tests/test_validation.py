@@ -17,16 +17,24 @@ from pipeline.config import (
     BenchmarkConfig,
     ConfigError,
     DatasetConfig,
+    EvaluateConfig,
     FinecoConfig,
     FinetuneConfig,
     OptimConfig,
     ValidationConfig,
 )
 from pipeline.config.loading import load_config
-from pipeline.evaluation.validation import holdout_videos, selector_entropy, validation_pairs
+from pipeline.evaluate import EvaluateInputs, run_evaluate
+from pipeline.evaluation.validation import (
+    choose_temperature,
+    holdout_videos,
+    selector_entropy,
+    validation_pairs,
+)
 from pipeline.extract import ImportInputs, run_import
 from pipeline.finetune import FinetuneInputs, run_finetune
 from pipeline.ingest import IngestInputs, run_ingest
+from pipeline.reporting.tables import ds_label
 from pipeline.stage import stage_key
 from pipeline.synth.long_sparse import FEATURES, YOUCOOK_FILE, write_benchmark
 
@@ -154,3 +162,36 @@ def test_select_last_keeps_the_last_weights_and_the_ground_truth_is_declared(
         assert stage_key(finetune_inputs(long_set, inputs.config.validation)) != before
     finally:
         truth.write_text(original)
+
+
+def test_the_dual_softmax_temperature_is_the_best_on_validation_ties_to_the_larger() -> None:
+    # query 1's clip loses on raw scores; DualSoftmax at a low T lifts it (clip 0 is claimed by
+    # query 0), at a high T the order is the raw one again
+    scores = np.array([[10.0, 1.0], [9.0, 8.5]])
+    temperature, r1 = choose_temperature(scores, np.array([0, 1]), (0.1, 1.0, 100.0))
+    assert r1 == {"0.1": 100.0, "1": 100.0, "100": 50.0} and temperature == 1.0
+    assert ds_label({"dual_softmax_temperature": 1.0}) == "yes, T=1 (fixed)"
+    chosen = {"dual_softmax_temperature": 0.3, "dual_softmax_choice": {"chosen_on": "validation"}}
+    assert ds_label(chosen) == "yes, T=0.3 (val)"
+
+
+def test_evaluate_chooses_the_temperature_on_the_runs_validation_pairs(long_set: tuple) -> None:
+    artifacts, ingest, extract, _ = long_set
+    config = EvaluateConfig(dataset="long", split="val", batch_size=8, device="cpu")
+    for validation, chosen_on in ((HOLDOUT, "validation R@1 over 6 pairs"), (None, "not tuned")):
+        finetune = run_finetune(finetune_inputs(long_set, validation or ValidationConfig()))
+        assert ("validation_pairs" in finetune.outputs) == (validation is not None)
+        scoring = EvaluateInputs(
+            artifacts=artifacts, variant="fineco", config=config, model=MODEL,
+            finetune=finetune, ingest=ingest, extract=extract,
+        )  # fmt: skip
+        evaluated = run_evaluate(scoring)
+        metrics = json.loads(evaluated.output("metrics").read_text())
+        assert chosen_on in metrics["dual_softmax_choice"]["chosen_on"]
+        if validation is None:
+            assert metrics["dual_softmax_temperature"] == config.dual_softmax_temperature
+        else:
+            r1 = metrics["dual_softmax_choice"]["validation_r1"]
+            assert set(r1) == {f"{t:g}" for t in config.dual_softmax_grid}
+            best = max(r1.values())
+            assert r1[f"{metrics['dual_softmax_temperature']:g}"] == best

@@ -329,6 +329,9 @@ class FinetuneConfig:
         return self
 
 
+DS_GRID = (0.01, 0.03, 0.1, 0.3, 1.0, 3.0, 10.0, 30.0, 100.0)  # raw dot products: wide range
+
+
 @dataclass(frozen=True, config=SECTION)
 class EvaluateConfig:
     """Text→video retrieval evaluation (pipeline/evaluate.py)."""
@@ -336,8 +339,10 @@ class EvaluateConfig:
     dataset: str = "youcook2"
     split: str = "val"
     batch_size: PositiveInt = 256
-    # S ⊙ softmax(S / T) over queries, per video
+    # DualSoftmax S ⊙ softmax(S / T) over queries, per video: T is chosen from this grid on the
+    # fine-tuning run's validation pairs when it has them (finetune.validation), else fixed here.
     dual_softmax_temperature: Annotated[float, Field(gt=0.0)] = 1.0
+    dual_softmax_grid: tuple[Annotated[float, Field(gt=0.0)], ...] = DS_GRID
     precision_k: PositiveInt = 5  # frame-selector precision@k against synthetic ground truth
     device: Device = "auto"
 

@@ -12,7 +12,7 @@ are ranked as the test pairs will be, and the frame selector is checked.
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -25,7 +25,7 @@ from models.videoclip import VideoCLIP
 from pipeline.config import ModelConfig, ValidationConfig
 from pipeline.evaluation.frames import encode_pairs, frame_precision
 from pipeline.evaluation.protocols import clip_targets
-from pipeline.evaluation.retrieval_metrics import ranks, retrieval_metrics
+from pipeline.evaluation.retrieval_metrics import dual_softmax, ranks, retrieval_metrics
 from pipeline.training.data import PairClips
 from storage.features import FeatureStore
 from storage.layout import Manifest
@@ -91,6 +91,35 @@ def training_sides(
         videos = held.video_id.nunique()
         source = f"{config.holdout_share:.0%} of the {split!r} videos held out ({videos} videos)"
     return Sides(clips(train), clips(held), source)
+
+
+def pairs_by_id(
+    ingest: Manifest[Any],
+    extract: Manifest[Any],
+    pair_ids: Sequence[str],
+    tokenizer: PreTrainedTokenizerBase,
+    model: ModelConfig,
+) -> PairClips:
+    """The pairs named by `pair_ids` (a fine-tuning run's validation pairs), in that order."""
+    pairs = read_table(ingest.output("pairs")).astype({"pair_id": str}).set_index("pair_id")
+    unknown = [pair for pair in pair_ids if pair not in pairs.index]
+    if unknown:
+        raise ValueError(f"{ingest.output('pairs')} has no pairs {unknown[:5]} (validation pairs)")
+    chosen = pairs.loc[list(pair_ids)].reset_index()
+    features = FeatureStore(extract.output("index"))
+    return PairClips(chosen, features, tokenizer, model.max_video_len, model.max_text_tokens)
+
+
+def choose_temperature(
+    scores: np.ndarray,  # (Q, V) validation texts × clips
+    targets: np.ndarray,  # (Q,) each query's clip column
+    grid: Sequence[float],
+) -> tuple[float, dict[str, float]]:
+    """The DualSoftmax temperature of `grid` with the best validation R@1, and every one's R@1.
+    Ties go to the larger T (the milder re-ranking: as T grows DS tends to the plain order)."""
+    r1 = {float(t): retrieval_metrics(ranks(dual_softmax(scores, t), targets))["R@1"] for t in grid}
+    best = max(r1.values())
+    return max(t for t, value in r1.items() if value == best), {f"{t:g}": v for t, v in r1.items()}
 
 
 def selector_entropy(logits: list[np.ndarray]) -> float | None:

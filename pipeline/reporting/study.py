@@ -37,6 +37,8 @@ def study_markdown(document: dict[str, Any]) -> str:
         lines += ["", "Paired against the baseline, query by query, seeds pooled:", ""]
         lines += _comparison_table(document["comparisons"], name)
     lines += ["", "## Frame selector", "", *_selector_table(document["selector"])]
+    if document.get("epochs"):
+        lines += ["", "## During training (validation)", "", *_epoch_table(document)]
     lines += [
         "",
         "ΔR@1: mean over queries of the hit@1 difference (mean over seeds), percentage points; "
@@ -99,6 +101,43 @@ def _selector_table(selector: dict[str, dict[str, Any]]) -> list[str]:
         cells = [_percent(row["by_method"].get(m)) for m in methods]
         cells += [_percent(row[key]) for key in ("untrained", "random", "oracle")]
         lines.append(f"| {name} | {row['k']} | " + " | ".join(cells) + " |")
+    return lines
+
+
+def _epoch_table(document: dict[str, Any]) -> list[str]:
+    """Validation R@1, selector P@k and entropy after each epoch, and which epochs were kept."""
+    rows = document["epochs"]
+    epochs = sorted({row["epoch"] for row in rows})
+    selection = document.get("selection") or []
+    source = selection[0] if selection else None
+    intro = "Each fine-tuning run validated after every epoch"
+    if source:
+        best = source["select"] == "best"
+        kept = f"the best epoch by {source['criterion']}" if best else "the last epoch"
+        intro += (
+            f" on {source['validation']} ({source['validation_pairs']} pairs); weights kept: {kept}"
+        )
+    lines = [
+        intro + ". Cells: R@1 / selector P@k / selector entropy (1 = uniform), mean over seeds.",
+        "",
+        "| set | method | " + " | ".join(f"epoch {e + 1}" for e in epochs) + " | kept epochs |",
+        "|---|---|" + "---|" * (len(epochs) + 1),
+    ]
+    cells: dict[tuple[str, str], dict[int, str]] = defaultdict(dict)
+    for row in rows:
+        precision, entropy = row["selector_precision"], row["selector_entropy"]
+        cells[(row["set"], row["method"])][row["epoch"]] = (
+            f"{row['r1']:.1f} / {_percent(precision)} / "
+            f"{'–' if entropy is None else f'{entropy:.2f}'}"
+        )
+    for (name, method), by_epoch in cells.items():
+        kept = [
+            str(row["selected_epoch"] + 1)
+            for row in selection
+            if (row["set"], row["method"]) == (name, method)
+        ]
+        row_cells = [by_epoch.get(e, "–") for e in epochs]
+        lines.append(f"| {name} | {method} | " + " | ".join(row_cells) + f" | {', '.join(kept)} |")
     return lines
 
 

@@ -95,17 +95,27 @@ def retrieval_table(adapter: str, runs: Sequence[Run]) -> str:
     paper = TABLES.get((adapter, "retrieval"))
     rows = _paper_rows(paper, with_ds=True)
     for run in runs:
-        for ds, key in (("no", "plain"), ("yes", "dual_softmax")):
+        for ds, key in (("no", "plain"), (ds_label(run.metrics), "dual_softmax")):
             values = [number(run.metrics[key][c]) for c in RETRIEVAL_COLUMNS]
             rows.append([run_label(run), ds, *values])
     return "\n".join(_table(RETRIEVAL_COLUMNS, rows, with_ds=True))
+
+
+def ds_label(metrics: dict[str, Any]) -> str:
+    """The DS column of a DualSoftmax row: "yes, T=<t>" with "(val)" when T was chosen on
+    validation pairs, "(fixed)" when it is the config's untuned value."""
+    temperature = metrics.get("dual_softmax_temperature")
+    if temperature is None:
+        return "yes"
+    chosen = (metrics.get("dual_softmax_choice") or {}).get("chosen_on", "")
+    return f"yes, T={temperature:g} ({'val' if chosen.startswith('validation') else 'fixed'})"
 
 
 def mmpt_table(runs: Sequence[Run]) -> str:
     """The same scores ranked with MMPT's recipe (only for one query per clip)."""
     rows = []
     for run in runs:
-        for ds, key in (("no", "mmpt"), ("yes", "mmpt_dual_softmax")):
+        for ds, key in (("no", "mmpt"), (ds_label(run.metrics), "mmpt_dual_softmax")):
             if run.metrics.get(key):
                 rows.append(
                     [run_label(run), ds, *(number(run.metrics[key][c]) for c in RETRIEVAL_COLUMNS)]
@@ -153,7 +163,8 @@ def results_markdown(adapter: str, task: str, runs: Sequence[Run]) -> str:
         return "\n".join(lines)
     lines += [
         "Ours: tie-safe ranks (a tie with the target counts against it), R@K in percent; "
-        "DS = DualSoftmax re-ranking.\n",
+        "DS = DualSoftmax re-ranking S ⊙ softmax(S / T) with its temperature T: (val) chosen on "
+        "the fine-tuning run's validation pairs, (fixed) the config's untuned value.\n",
         retrieval_table(adapter, runs),
     ]
     mmpt = mmpt_table(runs)
