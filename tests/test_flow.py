@@ -2,16 +2,13 @@
 
 from __future__ import annotations
 
-import asyncio
 import os
-import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from types import SimpleNamespace
 
 import pytest
-from prefect.client.orchestration import get_client
-from prefect.client.schemas.filters import FlowRunFilter, FlowRunFilterId
+from prefect_runs import artifacts, task_states
 
 from flows.pipeline_flow import fineco
 from pipeline.config import STAGES
@@ -35,41 +32,10 @@ def harness(
         os.environ["FINECO_ARTIFACTS"] = previous
 
 
-def _task_states(flow_run_id: object, wait_s: float = 30.0) -> dict[str, str]:
-    """Stage task states of a finished flow run. Prefect 3 records task-run states from events,
-    after the flow returns, so a last task can still read `Running`: poll (bounded) until every
-    state is final."""
-
-    async def read() -> dict[str, str]:
-        deadline = time.monotonic() + wait_s
-        async with get_client() as client:
-            while True:
-                runs = await client.read_task_runs(
-                    flow_run_filter=FlowRunFilter(id=FlowRunFilterId(any_=[flow_run_id]))
-                )
-                runs = [run for run in runs if "[" in run.name]
-                if all(run.state.is_final() for run in runs) or time.monotonic() > deadline:
-                    return {run.name: run.state.name for run in runs}
-                await asyncio.sleep(0.2)
-
-    return asyncio.run(read())
-
-
-def _artifacts(flow_run_id: object) -> list[tuple[str | None, str, str | None]]:
-    async def read() -> list[tuple[str | None, str, str | None]]:
-        async with get_client() as client:
-            found = await client.read_artifacts(
-                flow_run_filter=FlowRunFilter(id=FlowRunFilterId(any_=[flow_run_id]))
-            )
-        return [(item.key, item.type, item.description) for item in found]
-
-    return asyncio.run(read())
-
-
 def _run(**parameters: object) -> tuple[dict, dict[str, str]]:
     state = fineco(config="tiny", return_state=True, **parameters)
     assert state.is_completed(), state
-    return state.result(), _task_states(state.state_details.flow_run_id)
+    return state.result(), task_states(state.state_details.flow_run_id)
 
 
 def test_flow_runs_caches_and_reruns(harness: Path) -> None:
@@ -80,7 +46,7 @@ def test_flow_runs_caches_and_reruns(harness: Path) -> None:
     assert sum(name.startswith("extract-shard[features-") for name in states) >= 3
     assert set(states.values()) == {"Completed"}
     state = fineco(config="tiny", stages=STAGES, return_state=True)  # cached: see its artifacts
-    found = _artifacts(state.state_details.flow_run_id)
+    found = artifacts(state.state_details.flow_run_id)
     assert ("metrics-fineco", "table", "text_to_video, fineco") in found
     assert any(key == "report" and kind == "markdown" for key, kind, _ in found)
     assert any(kind == "progress" for _, kind, _ in found)

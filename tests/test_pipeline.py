@@ -41,7 +41,7 @@ def test_all_stages_write_their_outputs(first_run: dict) -> None:
     assert "l1" in json.loads(log[-1])["parts"]
     report = first_run["report"]["report"].output("report").read_text()
     assert "randomly initialised" in report and "| ours: fineco (fixed_k, k=2) | no |" in report
-    assert "| ours: baseline (VideoCLIP, no L1) | yes |" in report
+    assert "| ours: baseline (VideoCLIP, no L1) | yes, T=1 (fixed) |" in report
 
 
 def test_second_run_is_all_cache_hits(artifacts: Path, first_run: dict) -> None:

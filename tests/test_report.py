@@ -214,13 +214,27 @@ def test_report_tables_precision_and_figures(inputs: ReportSources, tmp_path: Pa
         ["FineCo (paper)", "no", "35.7", "65.9", "77.5", "3.0"],
         ["FineCo (paper)", "yes", "37.6", "66.6", "78.2", "3.0"],
         ["ours: fineco (fixed_k, k=50)", "no", "12.5", "40.0", "60.0", "7.0"],
-        ["ours: fineco (fixed_k, k=50)", "yes", "15.0", "42.5", "62.5", "6.0"],  # halves up
+        [
+            "ours: fineco (fixed_k, k=50)",
+            "yes, T=1 (fixed)",
+            "15.0",
+            "42.5",
+            "62.5",
+            "6.0",
+        ],  # halves up
         ["ours: baseline (VideoCLIP, no L1)", "no", "10.0", "35.0", "55.0", "8.0"],
-        ["ours: baseline (VideoCLIP, no L1)", "yes", "11.3", "37.5", "57.5", "7.5"],
+        ["ours: baseline (VideoCLIP, no L1)", "yes, T=1 (fixed)", "11.3", "37.5", "57.5", "7.5"],
     ]
     mmpt = table_rows(parts["MMPT-compatible numbers"])
     assert mmpt[0] == ["ours: fineco (fixed_k, k=50)", "no", "17.5", "45.0", "65.0", "5.0"]
-    assert mmpt[-1] == ["ours: baseline (VideoCLIP, no L1)", "yes", "14.0", "39.0", "59.0", "6.0"]
+    assert mmpt[-1] == [
+        "ours: baseline (VideoCLIP, no L1)",
+        "yes, T=1 (fixed)",
+        "14.0",
+        "39.0",
+        "59.0",
+        "6.0",
+    ]
     scores = parts["Frame-selector precision"]
     assert precision(scores) == {"fineco": (61.0, 48.0, 40), "baseline": (47.0, 48.0, 40)}
     assert "untrained" in scores.split("**baseline**")[1]  # the baseline's selector: chance

@@ -3,7 +3,6 @@ selector numbers, the paired comparisons, and a rerun that is all cache hits."""
 
 from __future__ import annotations
 
-import asyncio
 import json
 from pathlib import Path
 
@@ -117,25 +116,18 @@ def test_prefect_flow_runs_the_study_as_cached_tasks(
 ) -> None:
     """Deployment fineco/study's flow: every stage call of the study is one task run (here all
     cache hits of the study above), and the same study.json comes back."""
-    from prefect.client.orchestration import get_client
-    from prefect.client.schemas.filters import FlowRunFilter, FlowRunFilterId
+    from prefect_runs import artifacts, task_states
 
     from flows.study_flow import fineco_study
 
-    artifacts, _, manifest = study
-    monkeypatch.setenv("FINECO_ARTIFACTS", str(artifacts))
+    root, _, manifest = study
+    monkeypatch.setenv("FINECO_ARTIFACTS", str(root))
     state = fineco_study(seeds=2, overrides=SMALL, return_state=True)
     assert state.is_completed(), state
     assert state.result() == str(manifest.output("study"))
-    run_filter = FlowRunFilter(id=FlowRunFilterId(any_=[state.state_details.flow_run_id]))
-
-    async def read() -> tuple[list[str], set[str | None]]:
-        async with get_client() as client:
-            tasks = await client.read_task_runs(flow_run_filter=run_filter)
-            found = await client.read_artifacts(flow_run_filter=run_filter)
-        return [task.name for task in tasks], {item.key for item in found}
-
-    names, keys = asyncio.run(read())
-    assert len(names) == planned_study_calls(2, ["median"], DEFAULT_VARIANTS)
+    planned = planned_study_calls(2, ["median"], DEFAULT_VARIANTS)
+    names = list(task_states(state.state_details.flow_run_id, expect=planned))
+    keys = {key for key, _, _ in artifacts(state.state_details.flow_run_id)}
+    assert len(names) == planned
     assert "study[study]" in names and "pretrain[seed 1]" in names
     assert "study" in keys  # study.md on the dashboard
