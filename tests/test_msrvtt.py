@@ -142,6 +142,25 @@ def test_7k_list_missing_video_and_annotation_folder(tmp_path: Path) -> None:
         msrvtt.annotation_files(config, root)
 
 
+def test_full_test_list_adds_its_non_1k_a_videos_to_training(tmp_path: Path) -> None:
+    """MMPT's `full_test_path`: the full test set's videos outside the JSFusion test train too;
+    a video already in the train list is not added twice; multiple choice ignores the file."""
+    root = msrvtt_root(tmp_path, train_name="MSRVTT_train.7k.csv")
+    write_video(root / "videos" / "video2.mp4")
+    (root / "MSRVTT_FULL_test.csv").write_text("video_id\nvideo9770\nvideo2\nvideo0\n")
+    tables = msrvtt.load(CONFIG, root)
+    train = tables.pairs[tables.pairs["split"] == "train"]
+    assert train["pair_id"].tolist() == ["video0:0", "video0:1", "video1:2", "video2:3"]
+    assert tables.extras == {"task": "retrieval", "full_test_train_videos": 1}
+    assert msrvtt.annotation_files(CONFIG, root)[-1].name == "MSRVTT_FULL_test.csv"
+    (root / "MSRVTT_FULL_test.csv").write_text("video_id\nvideo2\nvideo2\n")
+    with pytest.raises(AnnotationError, match=r"MSRVTT_FULL_test\.csv.*line 3"):
+        msrvtt.load(CONFIG, root)
+    (root / "MSR_MC_test.csv").write_text(MC_HEADER + "msr9770\ta\tb\tc\td\te\t0\n")
+    mc = msrvtt.load(DatasetConfig(adapter="msrvtt", root="unused", task="mc"), root)
+    assert "video2" not in set(mc.pairs["video_id"])
+
+
 BAD_RETRIEVAL: dict[str, tuple[dict[str, Any], str, str]] = {
     "train list without video_id column": (
         {"train": "vid\nvideo0\n"},

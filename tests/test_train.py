@@ -129,6 +129,16 @@ def test_the_optimizer_follows_the_schedule(tmp_path, caplog):
         assert set(line["parts"]) == {"mse", "jitter"}
 
 
+def test_decay_steps_sets_the_horizon_as_mmpt(tmp_path):
+    """MMPT's fine-tuning schedule: warm-up, then a decay over 1e6 updates, so the lr stays
+    within a hair of its peak for a run of any practical length."""
+    _, result = run(tmp_path, optim={"warmup_steps": 2, "decay_steps": 1_000_000})
+    lrs = [line["lr"] for line in metrics(result.metrics_path)]
+    assert lrs[:2] == pytest.approx([0.0, 0.5e-2])
+    assert lrs[2:] == pytest.approx([1e-2 * (1 - s / 999_998) for s in range(10)])
+    assert min(lrs[2:]) > 0.99999e-2
+
+
 def test_resume_is_bit_for_bit(tmp_path):
     whole, whole_result = run(tmp_path / "whole")
     assert (whole_result.steps, whole_result.resumed_from) == (12, None)

@@ -251,7 +251,8 @@ class OptimConfig:
     betas: tuple[float, float] = (0.9, 0.98)
     weight_decay: Annotated[float, Field(ge=0.0)] = 0.0
     warmup_steps: NonNegativeInt = 1000
-    decay_power: Annotated[float, Field(ge=0.0)] = 1.0  # polynomial decay to 0 over the run
+    decay_power: Annotated[float, Field(ge=0.0)] = 1.0  # polynomial decay to 0 ...
+    decay_steps: NonNegativeInt = 0  # ... over this many steps; 0 = the run (MMPT: 1_000_000)
     grad_clip: Annotated[float, Field(ge=0.0)] = 2.0  # 0 = no clipping
     amp: Literal["auto", "off", "bf16", "fp16"] = "auto"  # auto: bf16/fp16 on GPU, off on CPU
     checkpoint_every: NonNegativeInt = 0  # steps; 0 = only at the end

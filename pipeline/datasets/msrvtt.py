@@ -4,7 +4,9 @@ Formats (reference/videoclip-facts.md §2.7 "MSR-VTT", protocol §2.5):
 
     MSRVTT_data.json        {"videos": [{"video_id": "video0", ...}],
                              "sentences": [{"caption": "...", "video_id": "video0", "sen_id": 0}]}
-    MSRVTT_train.9k.csv     column `video_id` (else MSRVTT_train.7k.csv): the training videos
+    MSRVTT_train.9k.csv     column `video_id` (else MSRVTT_train.7k.csv, else MMPT's
+                            MSRVTT_train.csv): the training videos
+    MSRVTT_FULL_test.csv    optional, column `video_id`: the full 2,990-video test set
     MSRVTT_JSFUSION_test.csv  header `key,vid_key,video_id,sentence`, 1,000 rows (1k-A test)
     MSR_MC_test.csv         tab-separated `vid_key` (msrNNNN), `a1`..`a5`, `answer` (0-4)
     {train,val,test}_qa.json  [{"id": int, "video_id": int, "question": str, "answer": str}]
@@ -15,8 +17,11 @@ Formats (reference/videoclip-facts.md §2.7 "MSR-VTT", protocol §2.5):
 
 - split "train": every video of the train list, one pair per `MSRVTT_data.json` sentence of that
   video, `pair_id = "<video_id>:<sen_id>"`. Only `sentences` is read from the data json (as MMPT
-  does); a train video without sentences is dropped and counted (`no_annotations`). The 7k list is
-  used as is (MMPT's appending of the non-JSFusion `MSRVTT_FULL_test.csv` ids is not done here).
+  does); a train video without sentences is dropped and counted (`no_annotations`). When
+  `MSRVTT_FULL_test.csv` is present, its videos outside the JSFusion test join the training
+  videos, as MMPT's `full_test_path` does (a 7k list becomes the usual 9k; with a 9k list, which
+  holds them already, nothing changes); `extras["full_test_train_videos"]` counts the added ones.
+  Multiple choice never adds them: its test videos are the full test set.
 - split "test": one pair per JSFusion row, `pair_id = key` ("ret0"), `text = sentence`.
 - Captions describe the whole video: `start_s = 0.0` and `end_s = WHOLE_VIDEO_END_S` (1e9, finite
   so the parquet tables and arithmetic stay finite). `PairClips` clips a pair to
@@ -80,8 +85,10 @@ from pipeline.datasets.tables import (
 log = logging.getLogger(__name__)
 
 DATA_FILE = "MSRVTT_data.json"
-TRAIN_LISTS = ("MSRVTT_train.9k.csv", "MSRVTT_train.7k.csv")  # first one present wins
+# First one present wins; MSRVTT_train.csv is the name MMPT's configs use.
+TRAIN_LISTS = ("MSRVTT_train.9k.csv", "MSRVTT_train.7k.csv", "MSRVTT_train.csv")
 TEST_FILE = "MSRVTT_JSFUSION_test.csv"
+FULL_TEST_FILE = "MSRVTT_FULL_test.csv"  # optional: MMPT adds its non-1k-A videos to training
 MC_FILE = "MSR_MC_test.csv"
 
 IGNORE_INDEX = -100  # answer_index of an answer outside the vocabulary (models.heads)
@@ -101,7 +108,7 @@ def annotation_folder(config: DatasetConfig, root: Path) -> Path:
 
 
 def train_list_path(folder: Path) -> Path:
-    """`MSRVTT_train.9k.csv` if present, else `MSRVTT_train.7k.csv`; neither is an error."""
+    """The first of `TRAIN_LISTS` present; none is an error."""
     for name in TRAIN_LISTS:
         if (folder / name).is_file():
             return folder / name
@@ -115,7 +122,8 @@ def annotation_files(config: DatasetConfig, root: Path) -> list[Path]:
         return [folder / f"{split}_qa.json" for split in QA_SPLITS]
     if config.task == "mc":
         return [folder / DATA_FILE, train_list_path(folder), folder / MC_FILE]
-    return [folder / DATA_FILE, train_list_path(folder), folder / TEST_FILE]
+    files = [folder / DATA_FILE, train_list_path(folder), folder / TEST_FILE]
+    return [*files, folder / FULL_TEST_FILE] if (folder / FULL_TEST_FILE).is_file() else files
 
 
 def load(config: DatasetConfig, root: Path) -> DatasetTables:
@@ -129,10 +137,17 @@ def load(config: DatasetConfig, root: Path) -> DatasetTables:
 
 
 def load_retrieval(config: DatasetConfig, root: Path) -> DatasetTables:
-    """The retrieval tables: train-list captions and the JSFusion 1k-A test."""
-    data_path, train_path, test_path = annotation_files(config, root)
-    videos = _train_videos(data_path, train_path)
-    for row_number, (key, video_id, sentence) in enumerate(read_jsfusion(test_path)):
+    """The retrieval tables: train-list captions (+ the full test set outside 1k-A, when its
+    list is present) and the JSFusion 1k-A test."""
+    data_path, train_path, test_path, *full_test = annotation_files(config, root)
+    test_rows = read_jsfusion(test_path)
+    train_ids = read_train_list(train_path)
+    added: list[str] = []
+    if full_test:
+        known = {video_id for _, video_id, _ in test_rows} | set(train_ids)
+        added = [video_id for video_id in read_train_list(full_test[0]) if video_id not in known]
+    videos = _train_videos(data_path, [*train_ids, *added])
+    for row_number, (key, video_id, sentence) in enumerate(test_rows):
         if video_id in videos and videos[video_id][0] == "train":
             raise AnnotationError(
                 test_path,
@@ -142,7 +157,11 @@ def load_retrieval(config: DatasetConfig, root: Path) -> DatasetTables:
                 repr(video_id),
             )
         videos.setdefault(video_id, ("test", []))[1].append((key, sentence))
-    return _tables(config, root, videos, {}, {})
+    if not full_test:
+        return _tables(config, root, videos, {}, {})
+    log.info("msrvtt: %d training videos added from %s", len(added), full_test[0].name)
+    extras = {"task": "retrieval", "full_test_train_videos": len(added)}
+    return _tables(config, root, videos, {}, extras)
 
 
 def load_mc_tables(config: DatasetConfig, root: Path) -> DatasetTables:
@@ -151,7 +170,9 @@ def load_mc_tables(config: DatasetConfig, root: Path) -> DatasetTables:
     no_candidates = json.dumps([])
     videos: dict[str, tuple[str, list[_Pair]]] = {
         video_id: (split, [(*pair, no_candidates, IGNORE_INDEX) for pair in pairs])
-        for video_id, (split, pairs) in _train_videos(data_path, train_path).items()
+        for video_id, (split, pairs) in _train_videos(
+            data_path, read_train_list(train_path)
+        ).items()
     }
     table = load_multiple_choice(mc_path)
     rows = zip(table["video_id"], table["candidates"], table["answer"], strict=True)
@@ -225,15 +246,15 @@ def load_qa_tables(config: DatasetConfig, root: Path) -> DatasetTables:
     return _tables(config, root, videos, QA_COLUMNS, extras)
 
 
-def _train_videos(data_path: Path, train_path: Path) -> dict[str, tuple[str, list[_Pair]]]:
-    """Every train-list video with its (pair_id "<video>:<sen_id>", caption) pairs."""
+def _train_videos(data_path: Path, ids: list[str]) -> dict[str, tuple[str, list[_Pair]]]:
+    """Every training video of `ids` with its (pair_id "<video>:<sen_id>", caption) pairs."""
     captions = read_sentences(data_path)
     return {
         video_id: (
             "train",
             [(f"{video_id}:{sen_id}", text) for sen_id, text in captions.get(video_id, [])],
         )
-        for video_id in read_train_list(train_path)
+        for video_id in ids
     }
 
 

@@ -58,6 +58,7 @@ RESUME_FIELDS = (
     "weight_decay",
     "warmup_steps",
     "decay_power",
+    "decay_steps",
     "seed",
 )
 
@@ -189,7 +190,8 @@ class _Trainer:
             tuple(config.betas),
             weight_decay=config.weight_decay,
         )
-        warmup, total, power = self.warmup, self.total_steps, config.decay_power
+        warmup, power = self.warmup, config.decay_power
+        total = config.decay_steps or self.total_steps  # the decay's horizon
         self.scheduler = LambdaLR(self.optimizer, lambda s: lr_factor(s, warmup, total, power))
         fp16 = self.amp_dtype == torch.float16
         self.scaler = torch.amp.GradScaler("cuda") if fp16 else None

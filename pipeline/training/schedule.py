@@ -1,8 +1,10 @@
 """The training schedule and precision: VideoCLIP's warm-up and polynomial decay, and AMP's dtype.
 
 `lr_factor` multiplies the base lr after each optimizer step (linear warm-up from 0, then
-`(1 - progress) ** power` down to 0 at the run's end); `effective_warmup` shortens a warm-up that
-would not end before a short run does; `resolve_amp` picks the autocast dtype for a device.
+`(1 - progress) ** power` down to 0 at the decay's horizon: the run's end, or `decay_steps`, as
+MMPT's `total_num_update` of 1e6 steps, which keeps the lr near constant); `effective_warmup`
+shortens a warm-up that would not end before a short run does; `resolve_amp` picks the autocast
+dtype for a device.
 """
 
 from __future__ import annotations
