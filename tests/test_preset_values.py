@@ -7,6 +7,8 @@ paper is silent"). A preset that drifts from its source fails here with the key 
 
 from __future__ import annotations
 
+import re
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -20,6 +22,7 @@ FINETUNING: dict[str, tuple[Any, str]] = {
     "finetune.optim.lr": (5e-5, "P §4.2, V"),
     "finetune.optim.warmup_steps": (1000, "P §4.2 (V: 122)"),
     "finetune.optim.decay_power": (1.0, "P: polynomial decay"),
+    "finetune.optim.decay_steps": (0, "P: decay, horizon unstated (V: 1e6 updates)"),
     "finetune.optim.betas": ((0.9, 0.98), "V: Adam betas"),
     "finetune.optim.weight_decay": (0.0, "V"),
     "finetune.optim.grad_clip": (2.0, "V: clip_norm"),
@@ -65,6 +68,12 @@ YOUCOOK_256 = {
     "finetune.fineco.strategy": ("fixed_k", "P §5.2"),
     "finetune.fineco.k": (50, "P §5.2"),
 }
+# MSVD and DiDeMo have a validation split of their own (YouCookII's and MSR-VTT's is the test).
+OWN_VALIDATION = {
+    "finetune.validation.split": ("val", "P §4.2: checkpoint chosen on the validation set"),
+    "finetune.validation.select": ("best", "I: by validation R@1 (P: by its loss)"),
+}
+BATCH_I = (128, "I: VideoCLIP's YouCookII batch")
 TABLE7_SWEEP = tuple(SweepPoint("fixed_k", k) for k in (1, 5, 10, 15, 20, 25, 32))
 PRESETS: dict[str, dict[str, tuple[Any, str]]] = {
     "youcook2_fineco_256": {**FINETUNING, **YOUCOOK_256},
@@ -74,8 +83,18 @@ PRESETS: dict[str, dict[str, tuple[Any, str]]] = {
         "finetune.optim.batch_size": (128, "V youcook"),
     },
     "msrvtt_1k": {**FINETUNING, **RETRIEVAL_32, "finetune.optim.batch_size": (224, "V vtt")},
-    "msvd": {**FINETUNING, **RETRIEVAL_32, "finetune.optim.batch_size": (128, "I")},
-    "didemo": {**FINETUNING, **RETRIEVAL_32, "finetune.optim.batch_size": (128, "I")},
+    "msvd": {
+        **FINETUNING,
+        **RETRIEVAL_32,
+        **OWN_VALIDATION,
+        "finetune.optim.batch_size": (128, "I"),
+    },
+    "didemo": {
+        **FINETUNING,
+        **RETRIEVAL_32,
+        **OWN_VALIDATION,
+        "finetune.optim.batch_size": (128, "I"),
+    },
     "msrvtt_qa": {**FINETUNING, **QA},
     "msrvtt_mc": {**FINETUNING, **MC},
     "youcook2_table6": {
@@ -136,3 +155,48 @@ def test_every_paper_preset_is_checked() -> None:
     from pipeline.config.loading import preset_names
 
     assert set(preset_names()) - {"demo", "tiny", "study"} == set(PRESETS)
+
+
+# A source marks a departure from the paper or MMPT when it is our choice ("I…") or names the
+# other source's different value ("(V: 122)", "(P: …)", "P says …").
+DEPARTURE = re.compile(r"^I\b|\((?:V|P)\b|\bP says\b")
+README = Path(__file__).resolve().parents[1] / "README.md"
+HEADING = "#### Departures from the paper and MMPT"
+
+
+def readme_departures() -> dict[str, str]:
+    """`config.key` -> the "presets" cell of each row of the README's departures table whose
+    first cell names a config key (other rows name departures outside the presets)."""
+    section = README.read_text().split(HEADING, 1)[1].split("\n#", 1)[0]
+    table = section.split("\n|", 1)[1].split("\n\n", 1)[0]  # from the header row on
+    rows: dict[str, str] = {}
+    for line in table.splitlines()[2:]:  # after the header and the rule
+        cells = [cell.strip() for cell in line.strip("|").split("|")]
+        key = re.fullmatch(r"`([a-z_]+(?:\.[a-z_]+)+)`", cells[0])
+        if key:
+            rows[key.group(1)] = cells[1]
+    return rows
+
+
+def departures() -> set[tuple[str, str, str]]:
+    """(preset, key, value) of every preset value whose source marks a departure."""
+    return {
+        (preset, key, str(value))
+        for preset, values in PRESETS.items()
+        for key, (value, source) in values.items()
+        if DEPARTURE.search(source)
+    }
+
+
+def test_every_departure_is_in_the_readme_table() -> None:
+    """Each preset value that departs from the paper or MMPT has a row, with its value, in the
+    README's departures table, and the table has no row the presets no longer need."""
+    table = readme_departures()
+    missing = sorted(
+        f"{preset}: {key} = {value}"
+        for preset, key, value in departures()
+        if key not in table or value not in table[key]
+    )
+    assert not missing, f"not in README's {HEADING!r} table: " + "; ".join(missing)
+    stale = set(table) - {key for _, key, _ in departures()}
+    assert not stale, f"rows in README's {HEADING!r} table no preset departs on: {sorted(stale)}"

@@ -4,7 +4,15 @@ from __future__ import annotations
 
 from typing import Any
 
-from pipeline.reporting.tables import Run, number, results_markdown, sweep_markdown
+import pytest
+
+from pipeline.reporting.tables import (
+    Run,
+    number,
+    results_markdown,
+    sweep_markdown,
+    wilson_interval,
+)
 
 
 def retrieval(r1: float, ds_r1: float) -> dict[str, Any]:
@@ -23,23 +31,37 @@ def test_number_rounds_halves_up_and_marks_empty_cells() -> None:
     assert [number(11.25), number(3), number(None)] == ["11.3", "3.0", "-"]
 
 
-def test_msvd_table_has_the_paper_rows_then_ours_with_and_without_ds() -> None:
+def test_wilson_interval_matches_known_values() -> None:
+    # 50 of 100: 0.5 ± 1.96 * sqrt(.25/100 + 1.96²/40000) / (1 + 1.96²/100) = [0.4038, 0.5962]
+    assert wilson_interval(50.0, 100) == pytest.approx((40.383, 59.617), abs=1e-3)
+    low, high = wilson_interval(0.0, 29)  # none right: the interval still reaches 11.7 %
+    assert low == 0.0 and high == pytest.approx(11.70, abs=0.01)
+    assert wilson_interval(100.0, 10)[1] == 100.0
+
+
+def test_msvd_table_has_the_paper_rows_then_ours_apart_with_scope_chance_and_ci() -> None:
+    scope = {"protocol": "multi_sentence", "dataset": "msvd", "split": "test"}
+    scope |= {"queries": 100, "videos": 20}
     runs = [
-        Run("fineco", fineco("fixed_k", 25), {"protocol": "multi_sentence", **retrieval(30, 31)}),
-        Run("baseline", OFF, {"protocol": "multi_sentence", **retrieval(20, 21)}),
+        Run("fineco", fineco("fixed_k", 25), {**scope, **retrieval(30, 31)}),
+        Run("baseline", OFF, {**scope, **retrieval(20, 21)}),
     ]
     text = results_markdown("msvd", "retrieval", runs)
     lines = text.splitlines()
     assert lines[0] == "## Results — Table 3: MSVD text→video retrieval (multi-sentence)"
     assert "every test caption is a query over the unique test videos" in text
-    rows = [line for line in lines if line.startswith("| ") and "Model" not in line]
-    assert rows == [
+    published, ours = text.split("**Ours**")
+    assert [line for line in published.splitlines() if line.startswith("| ") and "(" in line] == [
         "| VideoCLIP (paper) | ? | 26.4 | 52.2 | 63.3 | 5.0 |",
         "| FineCo (paper) | ? | 27.2 | 54.0 | 64.0 | 5.0 |",
-        "| ours: fineco (fixed_k, k=25) | no | 30.0 | 50.0 | 60.0 | 4.0 |",
-        "| ours: fineco (fixed_k, k=25) | yes | 31.0 | 50.0 | 60.0 | 4.0 |",
-        "| ours: baseline (VideoCLIP, no L1) | no | 20.0 | 50.0 | 60.0 | 4.0 |",
-        "| ours: baseline (VideoCLIP, no L1) | yes | 21.0 | 50.0 | 60.0 | 4.0 |",
+    ]
+    assert "msvd test, 100 queries over 20 videos; chance R@1 5.0 %" in ours
+    assert "one seed" in ours and "Wilson" in ours
+    assert [line for line in ours.splitlines() if line.startswith("| ours")] == [
+        "| ours: fineco (fixed_k, k=25) | no | 30.0 | 50.0 | 60.0 | 4.0 | 21.9–39.6 |",
+        "| ours: fineco (fixed_k, k=25) | yes | 31.0 | 50.0 | 60.0 | 4.0 | 22.8–40.6 |",
+        "| ours: baseline (VideoCLIP, no L1) | no | 20.0 | 50.0 | 60.0 | 4.0 | 13.3–28.9 |",
+        "| ours: baseline (VideoCLIP, no L1) | yes | 21.0 | 50.0 | 60.0 | 4.0 | 14.2–30.0 |",
     ]
     assert "MMPT-compatible" not in text  # no square matrix for multi-sentence
     assert sweep_markdown("msvd", "retrieval", runs) == ""
@@ -75,7 +97,7 @@ def test_qa_table_and_table7_sweep() -> None:
     text = results_markdown("msrvtt", "qa", runs)
     assert "Table 5: MSR-VTT QA (open-ended, 1500 answers)" in text
     assert "| VideoCLIP (paper) | 35.9 |" in text and "| FineCo (paper) | 37.4 |" in text
-    assert "| ours: fineco-fixed_k-k1 (fixed_k, k=1) | 30.0 |" in text
+    assert "| ours: fineco-fixed_k-k1 (fixed_k, k=1) | 30.0 | - |" in text  # questions unknown
     assert "Answer vocabulary: 1500 answers; 93.8% of the test questions" in text
     sweep = sweep_markdown("msrvtt", "qa", runs).splitlines()
     assert sweep[0] == "## Ablation — Table 7: number of positive frames"
@@ -85,10 +107,13 @@ def test_qa_table_and_table7_sweep() -> None:
 
 
 def test_mc_table_has_table8_rows() -> None:
-    run = Run("fineco", fineco("fixed_k", 25), {"task": "mc", "protocol": "mc", "accuracy": 80.0})
-    text = results_markdown("msrvtt", "mc", [run])
+    metrics = {"task": "mc", "protocol": "mc", "accuracy": 80.0, "questions": 50, "candidates": 5}
+    text = results_markdown("msrvtt", "mc", [Run("fineco", fineco("fixed_k", 25), metrics)])
     assert "Table 8: MSR-VTT multiple choice" in text
-    assert "| FineCo (paper) | 92.7 |" in text and "| ours: fineco (fixed_k, k=25) | 80.0 |" in text
+    published, ours = text.split("**Ours**")
+    assert "| FineCo (paper) | 92.7 |" in published
+    assert "50 questions of 5 captions; chance 20.0 %" in ours
+    assert "| ours: fineco (fixed_k, k=25) | 80.0 | 67.0–88.8 |" in ours
 
 
 def test_table6_sweep_rows_carry_the_paper_r1_of_each_strategy() -> None:

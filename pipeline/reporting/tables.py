@@ -5,6 +5,10 @@ R@1 / R@5 / R@10 / MedR with a DS column (DualSoftmax re-ranking, reported with 
 every retrieval run), QA and multiple choice an accuracy column, DiDeMo's moment ranking rank@1 /
 rank@5 / mIoU. An ablation sweep gets the layout of Table 6 (strategies, YouCookII R@1) or
 Table 7 (fixed k, accuracy). Every number of ours comes from evaluate's metrics.json.
+
+The paper's rows (real data, pretrained weights) and ours stand in separate tables: ours state
+what they were measured on (queries, candidates, seeds), the chance level and a 95 % Wilson
+interval of R@1 or accuracy over the queries.
 """
 
 from __future__ import annotations
@@ -12,6 +16,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 from decimal import ROUND_HALF_UP, Decimal
+from math import sqrt
 from typing import Any
 
 from pipeline.reporting.paper import (
@@ -80,6 +85,44 @@ def _table(columns: Sequence[str], rows: Sequence[Sequence[str]], with_ds: bool)
     return lines
 
 
+def wilson_interval(percent: float, n: int, z: float = 1.96) -> tuple[float, float]:
+    """The 95 % Wilson score interval, in percent, of a share given in percent over n trials."""
+    share = percent / 100.0
+    centre = (share + z * z / (2 * n)) / (1 + z * z / n)
+    half = z * sqrt(share * (1 - share) / n + z * z / (4 * n * n)) / (1 + z * z / n)
+    return 100.0 * max(0.0, centre - half), 100.0 * min(1.0, centre + half)
+
+
+def interval_text(percent: float, n: Any) -> str:
+    """`lo–hi` of the Wilson interval; "-" when the number of trials is unknown."""
+    if not n:
+        return "-"
+    low, high = wilson_interval(float(percent), int(n))
+    return f"{number(low)}–{number(high)}"
+
+
+def scope_text(metrics: dict[str, Any]) -> str:
+    """What our rows were measured on and the chance level, from evaluate's metrics.json."""
+    protocol = metrics.get("protocol")
+    if protocol == "qa":
+        answers = metrics.get("answers")
+        chance = f"; chance {number(100 / answers)} % (a uniform guess)" if answers else ""
+        measured = f"{metrics.get('questions', '?')} questions, {answers or '?'} answers{chance}"
+    elif protocol == "mc":
+        options = metrics.get("candidates")
+        chance = f"; chance {number(100 / options)} %" if options else ""
+        measured = f"{metrics.get('questions', '?')} questions of {options or '?'} captions{chance}"
+    else:
+        videos = metrics.get("videos")
+        chance = f"; chance R@1 {number(100 / videos)} %" if videos else ""
+        measured = f"{metrics.get('queries', '?')} queries over {videos or '?'} videos{chance}"
+    where = " ".join(str(metrics[key]) for key in ("dataset", "split") if metrics.get(key))
+    return (
+        f"{where + ', ' if where else ''}{measured}; one fine-tuning run (one seed) per variant "
+        "(`fineco study` runs seeds with paired tests); CI: 95 % Wilson interval over queries"
+    )
+
+
 def _paper_rows(table: PaperTable | None, with_ds: bool) -> list[list[str]]:
     if table is None:
         return []
@@ -90,15 +133,15 @@ def _paper_rows(table: PaperTable | None, with_ds: bool) -> list[list[str]]:
     return rows
 
 
-def retrieval_table(adapter: str, runs: Sequence[Run]) -> str:
-    """Rows: the paper's, then each variant without and with DualSoftmax (tie-safe ranks)."""
-    paper = TABLES.get((adapter, "retrieval"))
-    rows = _paper_rows(paper, with_ds=True)
+def retrieval_table(runs: Sequence[Run]) -> str:
+    """Each variant without and with DualSoftmax (tie-safe ranks), with R@1's interval."""
+    rows = []
     for run in runs:
         for ds, key in (("no", "plain"), (ds_label(run.metrics), "dual_softmax")):
             values = [number(run.metrics[key][c]) for c in RETRIEVAL_COLUMNS]
-            rows.append([run_label(run), ds, *values])
-    return "\n".join(_table(RETRIEVAL_COLUMNS, rows, with_ds=True))
+            ci = interval_text(run.metrics[key]["R@1"], run.metrics.get("queries"))
+            rows.append([run_label(run), ds, *values, ci])
+    return "\n".join(_table([*RETRIEVAL_COLUMNS, "R@1 95 % CI"], rows, with_ds=True))
 
 
 def ds_label(metrics: dict[str, Any]) -> str:
@@ -124,7 +167,7 @@ def mmpt_table(runs: Sequence[Run]) -> str:
 
 
 def moments_table(runs: Sequence[Run]) -> str:
-    rows = _paper_rows(DIDEMO_MOMENTS, with_ds=False)
+    rows = []
     for run in runs:
         moments = run.metrics.get("moments")
         if moments:
@@ -132,10 +175,29 @@ def moments_table(runs: Sequence[Run]) -> str:
     return "\n".join(_table(MOMENT_COLUMNS, rows, with_ds=False))
 
 
-def accuracy_table(adapter: str, task: str, runs: Sequence[Run]) -> str:
-    rows = _paper_rows(TABLES.get((adapter, task)), with_ds=False)
-    rows += [[run_label(run), number(run.metrics["accuracy"])] for run in runs]
-    return "\n".join(_table(ACCURACY_COLUMNS, rows, with_ds=False))
+def accuracy_table(runs: Sequence[Run]) -> str:
+    rows = [
+        [
+            run_label(run),
+            number(run.metrics["accuracy"]),
+            interval_text(run.metrics["accuracy"], run.metrics.get("questions")),
+        ]
+        for run in runs
+    ]
+    return "\n".join(_table([*ACCURACY_COLUMNS, "95 % CI"], rows, with_ds=False))
+
+
+def paper_table(table: PaperTable | None, columns: Sequence[str], with_ds: bool) -> list[str]:
+    """The paper's rows as their own table, introduced as published numbers; [] when none."""
+    if table is None:
+        return []
+    rows = _paper_rows(table, with_ds)
+    return [
+        "**Published** (the paper: real data, public pretrained weights; for orientation, not "
+        "comparable with runs on other data):\n",
+        *_table(columns, rows, with_ds),
+        "",
+    ]
 
 
 def results_markdown(adapter: str, task: str, runs: Sequence[Run]) -> str:
@@ -147,25 +209,24 @@ def results_markdown(adapter: str, task: str, runs: Sequence[Run]) -> str:
     title = f"{paper.number}: {paper.title}" if paper else f"{adapter} ({task})"
     lines = [
         f"## Results — {title}\n",
-        f"Protocol: {PROTOCOL_TEXT.get(protocol, protocol)}. "
-        + (
-            "Paper rows are the published numbers (real data, pretrained weights), for "
-            "orientation; ours follow."
-            if paper
-            else "The paper has no table for this dataset; our rows only."
-        ),
+        f"Protocol: {PROTOCOL_TEXT.get(protocol, protocol)}."
+        + ("" if paper else " The paper has no table for this dataset."),
         "",
     ]
+    ours = f"**Ours** ({scope_text(runs[0].metrics)}):\n"
     if task in ("qa", "mc"):
-        lines.append(accuracy_table(adapter, task, runs))
+        lines += [*paper_table(paper, ACCURACY_COLUMNS, with_ds=False), ours]
+        lines.append(accuracy_table(runs))
         if task == "qa":
             lines += ["", vocabulary_text(runs[0].metrics)]
         return "\n".join(lines)
     lines += [
-        "Ours: tie-safe ranks (a tie with the target counts against it), R@K in percent; "
+        *paper_table(paper, RETRIEVAL_COLUMNS, with_ds=True),
+        ours,
+        "Tie-safe ranks (a tie with the target counts against it), R@K in percent; "
         "DS = DualSoftmax re-ranking S ⊙ softmax(S / T) with its temperature T: (val) chosen on "
         "the fine-tuning run's validation pairs, (fixed) the config's untuned value.\n",
-        retrieval_table(adapter, runs),
+        retrieval_table(runs),
     ]
     mmpt = mmpt_table(runs)
     if mmpt:
@@ -182,6 +243,8 @@ def results_markdown(adapter: str, task: str, runs: Sequence[Run]) -> str:
             "moments of its own video (5-second chunks); rank@1 / rank@5 over the best 3 of 4 "
             "annotators, mIoU of the top moment, in percent. The paper's Table 4 mixes this "
             "protocol (its VideoCLIP row) with paragraph retrieval (its FineCo row).\n",
+            *paper_table(DIDEMO_MOMENTS, MOMENT_COLUMNS, with_ds=False),
+            "**Ours:**\n",
             moments_table(runs),
         ]
     return "\n".join(lines)
