@@ -181,6 +181,12 @@ def ds_temperature(
     if "validation_pairs" not in finetune.outputs:
         fixed = "evaluate.dual_softmax_temperature, not tuned (no validation pairs)"
         return config.dual_softmax_temperature, {"chosen_on": fixed}
+    if finetune.info.dataset != inputs.ingest.info.dataset:
+        fixed = (
+            "evaluate.dual_softmax_temperature, not tuned (the validation pairs are of "
+            f"{finetune.info.dataset!r}, this evaluation of {inputs.ingest.info.dataset!r})"
+        )
+        return config.dual_softmax_temperature, {"chosen_on": fixed}
     pair_ids = read_table(finetune.output("validation_pairs"))["pair_id"].astype(str).tolist()
     held = pairs_by_id(inputs.ingest, inputs.extract, pair_ids, tokenizer, inputs.model)
     encoded = encode_pairs(model, held, config.batch_size, device)

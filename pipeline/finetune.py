@@ -156,6 +156,11 @@ def run_finetune(inputs: FinetuneInputs) -> Manifest[FinetuneInfo]:
 def _validation(inputs: FinetuneInputs, sides: Sides) -> Validation | None:
     """The epoch hook of `finetune.validation` (retrieval tasks), or None without it."""
     config, task = inputs.config.validation, inputs.ingest.info.task
+    if config.split and config.split == inputs.config.split:
+        raise ValueError(
+            f"finetune.validation.split = {config.split!r} is finetune.split: validating on "
+            "the pairs trained on selects nothing; name another split or use holdout_share"
+        )
     if sides.validation is None:
         if config.holdout_share or config.split:
             raise ValueError(

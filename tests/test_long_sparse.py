@@ -18,6 +18,7 @@ from pipeline.synth.long_sparse import (
     HOWTO_FILE,
     YOUCOOK_FILE,
     all_concepts,
+    benchmark_facts,
     plan_clips,
     shares_attribute,
     write_benchmark,
@@ -32,8 +33,12 @@ def written(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, dict]:
     return out, write_benchmark(SMALL, out)
 
 
-def test_clips_are_long_sparse_with_distractors_of_other_captions() -> None:
-    clips = plan_clips(BenchmarkConfig(train_clips=60, test_clips=40))
+@pytest.mark.parametrize("distractors", ["spare", "captions"])
+def test_clips_are_long_sparse_with_distractors_sharing_attributes(distractors: str) -> None:
+    """Distractors share an attribute with the caption; `spare` ones are no caption of the split
+    (so no clip shows another query's concept), `captions` ones (v1) are other captions."""
+    config = BenchmarkConfig(train_clips=60, test_clips=40, distractors=distractors)
+    clips = plan_clips(config)
     for split in ("train", "test"):
         mine = [clip for clip in clips if clip.split == split]
         captions = {clip.concept for clip in mine}
@@ -45,11 +50,15 @@ def test_clips_are_long_sparse_with_distractors_of_other_captions() -> None:
             assert 1 <= len(runs) <= 3 and all(run.stop - run.start >= 2 for run in runs)
             assert [r.start for r in clip.runs][1:] == [r.stop for r in clip.runs][:-1]  # tiles
             for run in clip.runs:
-                if run.concept != clip.concept:  # another caption's concept, sharing an attribute
-                    assert run.concept in captions and shares_attribute(run.concept, clip.concept)
+                if run.concept != clip.concept:  # a distractor, sharing an attribute
+                    assert (run.concept in captions) == (distractors == "captions")
+                    assert shares_attribute(run.concept, clip.concept)
     test = [clip.concept for clip in clips if clip.split == "test"]
     assert len(set(test)) == len(test)  # distinct test captions: one right clip per query
     assert len(all_concepts()) == 14 * 9 * 7
+    lengths = {clip.video_id: len(clip.relevant_seconds()) for clip in clips}
+    ambiguous = benchmark_facts(config, clips, lengths, 0)["ambiguous_queries"]
+    assert (ambiguous == 0) == (distractors == "spare")
 
 
 def test_files_hold_the_planned_features_and_truth(written: tuple[Path, dict]) -> None:

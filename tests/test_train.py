@@ -139,6 +139,15 @@ def test_decay_steps_sets_the_horizon_as_mmpt(tmp_path):
     assert min(lrs[2:]) > 0.99999e-2
 
 
+def test_decay_steps_must_end_after_the_warm_up_and_a_short_one_is_said(tmp_path, caplog):
+    with pytest.raises(ValueError, match=r"optim.decay_steps = 2 must exceed the warm-up \(2"):
+        run(tmp_path / "a", optim={"warmup_steps": 2, "decay_steps": 2})
+    with caplog.at_level(logging.WARNING):
+        _, result = run(tmp_path / "b", optim={"warmup_steps": 2, "decay_steps": 6})
+    assert "ends before the run's 12 steps" in caplog.text
+    assert [line["lr"] for line in metrics(result.metrics_path)][6:] == [0.0] * 6
+
+
 def test_resume_is_bit_for_bit(tmp_path):
     whole, whole_result = run(tmp_path / "whole")
     assert (whole_result.steps, whole_result.resumed_from) == (12, None)

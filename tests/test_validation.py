@@ -144,6 +144,11 @@ def test_every_epoch_is_validated_and_the_best_one_kept(long_set: tuple) -> None
     assert best["epoch"] == selection.selected_epoch and set(kept)
 
 
+def test_validation_on_the_training_split_is_refused(long_set: tuple) -> None:
+    with pytest.raises(ValueError, match=r"finetune.validation.split = 'train' is finetune.split"):
+        run_finetune(finetune_inputs(long_set, ValidationConfig(split="train", select="best")))
+
+
 def test_select_last_keeps_the_last_weights_and_the_ground_truth_is_declared(
     long_set: tuple,
 ) -> None:

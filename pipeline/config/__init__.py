@@ -37,6 +37,7 @@ SweepPositives = Literal["", "selector", "similarity"]  # "" = the preset's
 PositiveInt = Annotated[int, Field(ge=1)]
 NonNegativeInt = Annotated[int, Field(ge=0)]
 Share = Annotated[float, Field(ge=0.0, le=1.0)]
+PositiveFloat = Annotated[float, Field(gt=0.0)]
 # Unknown keys are errors; numbers given for text (`split: 2018`) are read as text; booleans
 # are true or false only (StrictBool: a 1 or a "yes" string is refused).
 SECTION = ConfigDict(extra="forbid", coerce_numbers_to_str=True)
@@ -120,9 +121,8 @@ class SynthConfig:
 
 @dataclass(frozen=True, config=SECTION)
 class BenchmarkConfig:
-    """The long-sparse benchmark (pipeline/synth/long_sparse.py, `fineco study`). The defaults
-    ARE the benchmark, fixed before any FineCo result (README "The long-sparse benchmark"); a
-    study may shrink the counts (`--quick`), never the regime."""
+    """The long-sparse benchmark (synth/long_sparse.py, `fineco study`; README, "The long-sparse
+    benchmark"): the defaults ARE the benchmark; a study may shrink its counts, never its regime."""
 
     seed: int = 0
     train_clips: PositiveInt = 1200
@@ -135,6 +135,7 @@ class BenchmarkConfig:
     min_run_seconds: PositiveInt = 2
     distractor_run_seconds: tuple[PositiveInt, PositiveInt] = (3, 15)
     noise: Annotated[float, Field(ge=0.0)] = 1.0  # norm of a second's noise vs its concept's 1
+    distractors: Literal["spare", "captions"] = "spare"  # captions: v1 (README, the benchmark)
     pretrain_videos: PositiveInt = 400  # HowTo100M-format corpus: 4-8 segments of 3-8 s each
 
     @model_validator(mode="after")
@@ -227,7 +228,7 @@ class FinecoConfig:
     ratio: Annotated[float, Field(gt=0.0, le=1.0)] = 0.5  # share of the clip's true length
     positives: Positives = "selector"  # ranked by the selector (paper) or by <h_k, t>
     # The frame selector's learning rate as a multiple of optim.lr (the paper states none: 1).
-    selector_lr_scale: Annotated[float, Field(gt=0.0)] = 1.0
+    selector_lr_scale: PositiveFloat = 1.0
 
 
 @dataclass(frozen=True, config=SECTION)
@@ -247,7 +248,7 @@ class OptimConfig:
 
     epochs: PositiveInt = 10
     batch_size: PositiveInt = 128
-    lr: Annotated[float, Field(gt=0.0)] = 5e-5
+    lr: PositiveFloat = 5e-5
     betas: tuple[float, float] = (0.9, 0.98)
     weight_decay: Annotated[float, Field(ge=0.0)] = 0.0
     warmup_steps: NonNegativeInt = 1000
@@ -270,7 +271,7 @@ class PretrainConfig:
     clips_per_video: PositiveInt = 16  # sampled (video span, text span) pairs per video, epoch
     min_text_tokens: PositiveInt = 8  # text span grown to a token budget drawn from [min, max]
     max_text_tokens: PositiveInt = 64  # (then capped at model.max_text_tokens)
-    max_text_span_s: Annotated[float, Field(gt=0.0)] = 256.0
+    max_text_span_s: PositiveFloat = 256.0
     min_video_s: PositiveInt = 3  # video span grown to a length drawn from [min, max] seconds
     max_video_s: PositiveInt = 32
 
@@ -283,7 +284,7 @@ class PretrainConfig:
 
 @dataclass(frozen=True, config=SECTION)
 class ValidationConfig:
-    """Validation after every fine-tuning epoch (retrieval tasks; training/validation.py)."""
+    """Validation after every fine-tuning epoch (retrieval; evaluation/validation.py)."""
 
     # Pairs of this share of the training videos (chosen by a hash of the id, the same for every
     # seed and method) are held out of training and validate each epoch; 0 = none.
@@ -342,8 +343,8 @@ class EvaluateConfig:
     batch_size: PositiveInt = 256
     # DualSoftmax S ⊙ softmax(S / T) over queries, per video: T is chosen from this grid on the
     # fine-tuning run's validation pairs when it has them (finetune.validation), else fixed here.
-    dual_softmax_temperature: Annotated[float, Field(gt=0.0)] = 1.0
-    dual_softmax_grid: tuple[Annotated[float, Field(gt=0.0)], ...] = DS_GRID
+    dual_softmax_temperature: PositiveFloat = 1.0
+    dual_softmax_grid: Annotated[tuple[PositiveFloat, ...], Field(min_length=1)] = DS_GRID
     precision_k: PositiveInt = 5  # frame-selector precision@k against synthetic ground truth
     device: Device = "auto"
 

@@ -3,8 +3,9 @@
 - **Query-scored pooling** (the strong simple baseline of "A CLIP-Hitchhiker's Guide to Long
   Video Retrieval", arXiv 2205.08508): for query q and clip v the clip's vector is
   Σ_k softmax_k(cos(t_q, h_vk) / τ) h_vk, so the frames most like the query dominate; no training.
-- **Oracle pooling**: the mean of the frames the ground truth marks relevant, the ceiling a frame
-  selector could reach with the same encoder.
+- **Oracle pooling**: the mean of the frames the ground truth marks relevant: what pooling only
+  the right seconds gives with the same encoder (a reference, not a bound: the frame states have
+  already attended to the whole clip, distractors included).
 
 Frames are a clip's frame hidden states (`protocols.encode_frames`) and texts the pooled text
 vectors; scores are the model's dot products, rows = queries, columns = clips.

@@ -50,6 +50,13 @@ def comparisons(
             continue
         baseline = hits[(name, BASELINE)]
         order = baseline[seeds[0]].index  # the same test queries in every run
+        for seed in seeds:
+            for run, series in ((method, by_seed[seed]), (BASELINE, baseline[seed])):
+                if set(series.index) != set(order):
+                    raise ValueError(
+                        f"study: {name} {run} seed {seed} ranked other test queries than "
+                        f"{name} {BASELINE} seed {seeds[0]}; paired tests need the same ones"
+                    )
         a = np.stack([by_seed[seed].reindex(order).to_numpy(bool) for seed in seeds])
         b = np.stack([baseline[seed].reindex(order).to_numpy(bool) for seed in seeds])
         result = paired_comparison(a, b)

@@ -31,8 +31,6 @@ from storage.features import FeatureStore
 from storage.layout import Manifest
 from storage.tables import read_table
 
-CRITERION = "r1"  # what select=best maximises (validation R@1; ties keep the earlier epoch)
-
 
 def holdout_videos(video_ids: Iterable[str], share: float) -> set[str]:
     """round(share × videos) of `video_ids` (at least one when share > 0 and there are two or
@@ -149,7 +147,8 @@ class Validator:
         encoded = encode_pairs(model, self.dataset, self.batch_size, self.device)
         spans = [self.dataset.clip_seconds(i) for i in range(len(self.dataset))]
         clips = clip_targets(self.dataset.video_ids, spans)
-        scores = encoded.text @ encoded.video[clips.first].T  # (queries, clips)
+        text, video = encoded.text.astype(np.float64), encoded.video.astype(np.float64)
+        scores = text @ video[clips.first].T  # (queries, clips), in float64 as evaluate
         metrics = retrieval_metrics(ranks(scores, clips.targets))
         record: dict[str, Any] = {
             "r1": metrics["R@1"],

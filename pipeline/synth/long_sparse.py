@@ -4,8 +4,13 @@ FineCo's claim (paper §1, §5.2) is about exactly this regime: in a YouCookII c
 roughly 20 % of the seconds show what the text says. Each clip here lasts `min_seconds` to
 `max_seconds` at one feature per second; its caption's concept fills at most `max_relevant_share`
 of it, in 1 to `max_runs` runs at random positions; every other second shows a *distractor*:
-another caption's concept that shares one or two attributes (pattern, tint, motion) with it, so
-a mean over the whole clip resembles other captions. The ground truth is the relevant seconds.
+a concept that shares one or two attributes (pattern, tint, motion) with it, so a mean over the
+whole clip resembles other captions. Distractors are `spare` concepts, none of which is a
+caption of the split, so no other query's concept appears in a clip and the ground truth (the
+relevant seconds, and the one clip a caption belongs to) is unambiguous. `captions` draws them
+from the split's own captions, as the first version did: there, for about half the test queries
+another clip showed the query's concept for at least as long as its own clip did (counted in
+`benchmark.json` as `ambiguous_queries`).
 
 The **short** set has the same captions with each clip cut to its relevant seconds (the same
 feature rows, in order), so the two differ only in the distractors. The **pretrain** corpus is
@@ -110,7 +115,11 @@ def plan_clips(config: BenchmarkConfig) -> list[Clip]:
             if split == "test"
             else [rng.choice(concepts) for _ in range(count)]
         )
-        pool = sorted(set(targets), key=lambda c: c.name)  # distractors: this split's captions
+        captions = set(targets)
+        if config.distractors == "captions":
+            pool = sorted(captions, key=lambda c: c.name)
+        else:  # concepts that no caption of this split has
+            pool = [concept for concept in concepts if concept not in captions]
         for concept in targets:
             runs = _plan_runs(rng, config, concept, pool)
             caption = describe(rng, concept)
@@ -225,7 +234,7 @@ def write_benchmark(config: BenchmarkConfig, out_dir: Path) -> dict[str, Any]:
         atomic_write_json(out_dir / name / YOUCOOK_FILE, youcook_document(clips, lengths))
         atomic_write_json(out_dir / name / GROUND_TRUTH_FILE, truth)
     pretrain_videos = _write_pretrain(config, maker, out_dir / "pretrain")
-    return _describe(config, clips, short_lengths, pretrain_videos)
+    return benchmark_facts(config, clips, short_lengths, pretrain_videos)
 
 
 def _write_pretrain(config: BenchmarkConfig, maker: FeatureMaker, root: Path) -> int:
@@ -266,12 +275,16 @@ def _save(path: Path, features: np.ndarray) -> None:
         np.save(handle, features)
 
 
-def _describe(
+def benchmark_facts(
     config: BenchmarkConfig, clips: list[Clip], short_lengths: dict[str, int], pretrain: int
 ) -> dict[str, Any]:
     """The parameters and what they produced (for benchmark.json, the study and the report)."""
     test = [clip for clip in clips if clip.split == "test"]
     share = [len(c.relevant_seconds()) / c.length for c in test]
+    shown: dict[Concept, int] = {}  # longest time any test clip shows a concept as a distractor
+    for clip in test:
+        for concept, seconds in _distractor_seconds(clip).items():
+            shown[concept] = max(shown.get(concept, 0), seconds)
     return {
         "parameters": dataclasses.asdict(config),
         "train_clips": sum(clip.split == "train" for clip in clips),
@@ -282,4 +295,17 @@ def _describe(
         "long_relevant_share_max": float(np.max(share)),
         "short_mean_seconds": float(np.mean([short_lengths[c.video_id] for c in test])),
         "pretrain_videos": pretrain,
+        # test queries whose concept another test clip shows at least as long as their own
+        "ambiguous_queries": sum(
+            shown.get(c.concept, 0) >= len(c.relevant_seconds()) for c in test
+        ),
     }
+
+
+def _distractor_seconds(clip: Clip) -> dict[Concept, int]:
+    """Seconds of each distractor concept in a clip."""
+    seconds: dict[Concept, int] = {}
+    for run in clip.runs:
+        if run.concept != clip.concept:
+            seconds[run.concept] = seconds.get(run.concept, 0) + run.stop - run.start
+    return seconds
