@@ -9,6 +9,7 @@ relevant seconds. Every call is an ordinary cached stage (any executor); the las
 reads their per-query ranks and writes
 
     study.json   {"benchmark", "seeds", "results", "comparisons", "selector"} (issue 11 schema)
+                 + "long_vs_short", "epochs", "selection"
     study.md     the same as tables: mean ± std over seeds, chance level, 95 % CI, p
 
 Comparisons pair the methods query by query and pool the seeds (evaluation/significance.py).
@@ -44,6 +45,7 @@ from pipeline.evaluation.significance import RESAMPLES
 from pipeline.evaluation.study_results import (
     comparisons,
     epoch_summary,
+    long_versus_short,
     queries,
     result_row,
     selector_summary,
@@ -278,6 +280,7 @@ def analyse(inputs: StudyInputs) -> dict[str, Any]:
         "queries": {name: queries(results, name) for name in SETS},
         "results": results,
         "comparisons": comparisons(hits, inputs.seeds),
+        "long_vs_short": long_versus_short(hits, inputs.seeds, *SETS),
         "selector": selector_summary(
             precision, SETS, inputs.evaluate.precision_k, main=inputs.runs[0].method
         ),

@@ -7,7 +7,7 @@ import pandas as pd
 import pytest
 
 from pipeline.evaluation.significance import mcnemar_exact, paired_comparison
-from pipeline.evaluation.study_results import comparisons
+from pipeline.evaluation.study_results import comparisons, long_versus_short
 
 
 def test_mcnemar_is_the_doubled_binomial_tail() -> None:
@@ -48,3 +48,21 @@ def test_runs_that_ranked_other_queries_are_refused() -> None:
     hits = {("long", "baseline"): {0: baseline}, ("long", "fineco-median"): {0: other}}
     with pytest.raises(ValueError, match="long fineco-median seed 0 ranked other test queries"):
         comparisons(hits, [0])
+
+
+def test_a_gain_on_long_clips_only_is_more_on_long() -> None:
+    """Method A beats the baseline on 30 of 100 long-set queries and ties it on the short set:
+    its gain on long minus its gain on short is +30 points, paired by caption."""
+    ids = [f"q{i}" for i in range(100)]
+    right = pd.Series([i < 30 for i in range(100)], index=ids)
+    wrong = pd.Series(False, index=ids)
+    hits = {
+        ("long", "a"): {0: right},
+        ("long", "baseline"): {0: wrong},
+        ("short", "a"): {0: right},
+        ("short", "baseline"): {0: right},  # a tie on short
+    }
+    (row,) = long_versus_short(hits, [0])
+    assert (row["a"], row["b"]) == ("a", "baseline")
+    assert row["long_minus_short_r1_diff"] == pytest.approx(30.0)
+    assert row["ci95"][0] > 0 and row["p_value"] < 0.001 and row["significant"]

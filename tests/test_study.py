@@ -45,6 +45,7 @@ def test_study_json_has_every_set_method_and_seed(study: tuple[Path, dict, objec
     assert set(document) == {
         *("benchmark", "seeds", "queries", "results", "comparisons", "selector"),
         *("epochs", "selection"),  # per-epoch validation and the kept epochs
+        "long_vs_short",  # each method's gain on long minus its gain on short
     }
     assert document["seeds"] == [0, 1] and document["queries"] == {"long": 12, "short": 12}
     assert document["benchmark"]["chance_r1"] == pytest.approx(100 / 12)

@@ -11,6 +11,8 @@ per query the difference of its hits (hit@1: rank 1) is averaged over the seeds,
 - `mcnemar_p` is the exact McNemar test on the discordant (seed, query) pairs, for reference.
 
 A difference is a gain only when its interval lies above 0 (`significant`).
+`paired_differences` runs the same bootstrap and sign-flip test on any per-query differences,
+e.g. a method's gain on the long clips minus its gain on the short ones.
 """
 
 from __future__ import annotations
@@ -53,6 +55,28 @@ def paired_comparison(
             f"{hits_a.shape} and {hits_b.shape}"
         )
     differences = (hits_a.astype(float) - hits_b.astype(float)).mean(axis=0)  # (Q,)
+    observed, ci95, p_value = paired_differences(differences, resamples, seed)
+    a_only = int((hits_a & ~hits_b).sum())
+    b_only = int((hits_b & ~hits_a).sum())
+    return Comparison(
+        diff_mean=observed,
+        ci95=ci95,
+        p_value=p_value,
+        mcnemar_p=mcnemar_exact(a_only, b_only),
+        a_only=a_only,
+        b_only=b_only,
+        queries=len(differences),
+        seeds=hits_a.shape[0],
+    )
+
+
+def paired_differences(
+    differences: np.ndarray,  # (Q,) per-query difference, in hits (so R@1 points / 100)
+    resamples: int = RESAMPLES,
+    seed: int = 0,
+) -> tuple[float, tuple[float, float], float]:
+    """(mean, bootstrap 95 % interval, two-sided sign-flip p), mean and interval in percentage
+    points."""
     generator = np.random.default_rng(seed)
     queries = len(differences)
     observed = float(differences.mean())
@@ -60,20 +84,8 @@ def paired_comparison(
     flipped = np.abs((signs * differences).mean(axis=1))  # (R,)
     p_value = (1 + int((flipped >= abs(observed) - 1e-12).sum())) / (1 + resamples)
     picks = generator.integers(0, queries, size=(resamples, queries))  # (R, Q)
-    means = differences[picks].mean(axis=1)  # (R,)
-    low, high = np.percentile(means, [2.5, 97.5])
-    a_only = int((hits_a & ~hits_b).sum())
-    b_only = int((hits_b & ~hits_a).sum())
-    return Comparison(
-        diff_mean=100.0 * observed,
-        ci95=(100.0 * float(low), 100.0 * float(high)),
-        p_value=p_value,
-        mcnemar_p=mcnemar_exact(a_only, b_only),
-        a_only=a_only,
-        b_only=b_only,
-        queries=queries,
-        seeds=hits_a.shape[0],
-    )
+    low, high = np.percentile(differences[picks].mean(axis=1), [2.5, 97.5])
+    return 100.0 * observed, (100.0 * float(low), 100.0 * float(high)), p_value
 
 
 def mcnemar_exact(a_only: int, b_only: int) -> float:

@@ -14,7 +14,7 @@ import numpy as np
 import pandas as pd
 
 from pipeline.evaluation.retrieval_metrics import retrieval_metrics
-from pipeline.evaluation.significance import paired_comparison
+from pipeline.evaluation.significance import paired_comparison, paired_differences
 from pipeline.training.variants import BASELINE
 
 
@@ -45,20 +45,10 @@ def comparisons(
 ) -> list[dict[str, Any]]:
     """Every method against the baseline, per set, paired by query and pooled over seeds."""
     rows = []
-    for (name, method), by_seed in sorted(hits.items()):
+    for name, method in sorted(hits):
         if method == BASELINE:
             continue
-        baseline = hits[(name, BASELINE)]
-        order = baseline[seeds[0]].index  # the same test queries in every run
-        for seed in seeds:
-            for run, series in ((method, by_seed[seed]), (BASELINE, baseline[seed])):
-                if set(series.index) != set(order):
-                    raise ValueError(
-                        f"study: {name} {run} seed {seed} ranked other test queries than "
-                        f"{name} {BASELINE} seed {seeds[0]}; paired tests need the same ones"
-                    )
-        a = np.stack([by_seed[seed].reindex(order).to_numpy(bool) for seed in seeds])
-        b = np.stack([baseline[seed].reindex(order).to_numpy(bool) for seed in seeds])
+        _, a, b = paired_hits(hits, name, method, seeds)
         result = paired_comparison(a, b)
         rows.append(
             {
@@ -70,6 +60,58 @@ def comparisons(
                 "p_value": result.p_value,
                 "mcnemar_p": result.mcnemar_p,
                 "significant": result.significant,
+            }
+        )
+    return rows
+
+
+def paired_hits(
+    hits: dict[tuple[str, str], dict[int, pd.Series]], name: str, method: str, seeds: Sequence[int]
+) -> tuple[pd.Index, np.ndarray, np.ndarray]:
+    """The query ids of set `name` and the (seeds, queries) hits of `method` and the baseline in
+    that order; every run must have ranked the same queries."""
+    baseline = hits[(name, BASELINE)]
+    order = baseline[seeds[0]].index
+    for seed in seeds:
+        for run, series in ((method, hits[(name, method)][seed]), (BASELINE, baseline[seed])):
+            if set(series.index) != set(order):
+                raise ValueError(
+                    f"study: {name} {run} seed {seed} ranked other test queries than "
+                    f"{name} {BASELINE} seed {seeds[0]}; paired tests need the same ones"
+                )
+    a = np.stack([hits[(name, method)][seed].reindex(order).to_numpy(bool) for seed in seeds])
+    b = np.stack([baseline[seed].reindex(order).to_numpy(bool) for seed in seeds])
+    return order, a, b
+
+
+def long_versus_short(
+    hits: dict[tuple[str, str], dict[int, pd.Series]],
+    seeds: Sequence[int],
+    long_set: str = "long",
+    short_set: str = "short",
+) -> list[dict[str, Any]]:
+    """Does a method gain more over the baseline on the long clips than on the short ones? The
+    two sets share their captions (query ids), so the test is paired by query: its gain on long
+    minus its gain on short, each averaged over seeds."""
+    rows = []
+    methods = sorted({method for name, method in hits if name == long_set} - {BASELINE})
+    for method in (m for m in methods if (short_set, m) in hits):
+        gains = {}
+        for name in (long_set, short_set):
+            order, a, b = paired_hits(hits, name, method, seeds)
+            gains[name] = pd.Series((a.astype(float) - b.astype(float)).mean(axis=0), order)
+        if set(gains[long_set].index) != set(gains[short_set].index):
+            raise ValueError(f"study: the {long_set} and {short_set} sets have other queries")
+        extra = (gains[long_set] - gains[short_set].reindex(gains[long_set].index)).to_numpy()
+        mean, ci95, p_value = paired_differences(extra)
+        rows.append(
+            {
+                "a": method,
+                "b": BASELINE,
+                "long_minus_short_r1_diff": mean,
+                "ci95": list(ci95),
+                "p_value": p_value,
+                "significant": p_value < 0.05 and (ci95[0] > 0 or ci95[1] < 0),
             }
         )
     return rows

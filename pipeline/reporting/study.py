@@ -36,6 +36,9 @@ def study_markdown(document: dict[str, Any]) -> str:
         lines += _results_table(document["results"], name)
         lines += ["", "Paired against the baseline, query by query, seeds pooled:", ""]
         lines += _comparison_table(document["comparisons"], name)
+    if document.get("long_vs_short"):
+        lines += ["", "## More on long clips than on short ones?", ""]
+        lines += _long_short_table(document["long_vs_short"])
     lines += ["", "## Frame selector", "", *_selector_table(document["selector"])]
     if document.get("epochs"):
         lines += ["", "## During training (validation)", "", *_epoch_table(document)]
@@ -70,6 +73,29 @@ def _results_table(results: list[dict[str, Any]], name: str) -> list[str]:
         ]
         cells.append(_mean_std([100 * p for p in selector]) if selector else "–")
         lines.append(f"| {method} | " + " | ".join(cells) + " |")
+    return lines
+
+
+def _long_short_table(rows: list[dict[str, Any]]) -> list[str]:
+    """FineCo's claim is a gain that grows with clip length: each method's ΔR@1 over the
+    baseline on the long set minus that on the short set, paired by caption."""
+    lines = [
+        "Each method's ΔR@1 over the baseline on the long set minus its ΔR@1 on the short set "
+        "(the same captions), query by query, seeds averaged:",
+        "",
+        "| A vs B | Δlong − Δshort | 95 % CI | p | verdict |",
+        "|---|---:|---:|---:|---|",
+    ]
+    for row in rows:
+        low, high = row["ci95"]
+        if row["significant"]:
+            verdict = "more on long" if row["long_minus_short_r1_diff"] > 0 else "less on long"
+        else:
+            verdict = "no detectable difference"
+        lines.append(
+            f"| {row['a']} vs {row['b']} | {row['long_minus_short_r1_diff']:+.1f} | "
+            f"[{low:+.1f}, {high:+.1f}] | {row['p_value']:.3g} | {verdict} |"
+        )
     return lines
 
 
