@@ -41,7 +41,7 @@ from pipeline.training.records import (
     read_lines,
     truncate_metrics,
 )
-from pipeline.training.schedule import effective_warmup, lr_factor, resolve_amp
+from pipeline.training.schedule import check_decay, effective_warmup, lr_factor, resolve_amp
 from storage.atomic import fsync_path
 
 log = logging.getLogger(__name__)
@@ -192,7 +192,7 @@ class _Trainer:
         )
         warmup, power = self.warmup, config.decay_power
         total = config.decay_steps or self.total_steps  # the decay's horizon
-        _check_decay(config.decay_steps, warmup, self.total_steps)
+        check_decay(config.decay_steps, warmup, self.total_steps)
         self.scheduler = LambdaLR(self.optimizer, lambda s: lr_factor(s, warmup, total, power))
         fp16 = self.amp_dtype == torch.float16
         self.scaler = torch.amp.GradScaler("cuda") if fp16 else None
@@ -375,21 +375,6 @@ def _seed_everything(seed: int) -> None:
     random.seed(seed)
     np.random.seed(seed)
     torch.manual_seed(seed)  # CUDA generators too
-
-
-def _check_decay(decay_steps: int, warmup: int, total_steps: int) -> None:
-    """`optim.decay_steps` (0 = the run) must end after the warm-up; one that ends before the
-    run does leaves the lr at 0 for the rest of it, which is allowed but said."""
-    if decay_steps and decay_steps <= warmup:
-        raise ValueError(
-            f"optim.decay_steps = {decay_steps} must exceed the warm-up ({warmup} steps), or be 0"
-        )
-    if decay_steps and decay_steps < total_steps:
-        log.warning(
-            "optim.decay_steps = %d ends before the run's %d steps: the lr is 0 after it",
-            decay_steps,
-            total_steps,
-        )
 
 
 def _check_resumable(

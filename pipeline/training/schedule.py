@@ -3,7 +3,8 @@
 `lr_factor` multiplies the base lr after each optimizer step (linear warm-up from 0, then
 `(1 - progress) ** power` down to 0 at the decay's horizon: the run's end, or `decay_steps`, as
 MMPT's `total_num_update` of 1e6 steps, which keeps the lr near constant); `effective_warmup`
-shortens a warm-up that would not end before a short run does; `resolve_amp` picks the autocast
+shortens a warm-up that would not end before a short run does; `check_decay` refuses a decay
+horizon inside the warm-up and warns of one shorter than the run; `resolve_amp` picks the autocast
 dtype for a device.
 """
 
@@ -26,6 +27,21 @@ def lr_factor(step: int, warmup_steps: int, total_steps: int, power: float) -> f
         return 0.0
     progress = (step - warmup_steps) / (total_steps - warmup_steps)
     return (1.0 - progress) ** power
+
+
+def check_decay(decay_steps: int, warmup: int, total_steps: int) -> None:
+    """`optim.decay_steps` (0 = the run) must end after the warm-up; one that ends before the
+    run does leaves the lr at 0 for the rest of it, which is allowed but said."""
+    if decay_steps and decay_steps <= warmup:
+        raise ValueError(
+            f"optim.decay_steps = {decay_steps} must exceed the warm-up ({warmup} steps), or be 0"
+        )
+    if decay_steps and decay_steps < total_steps:
+        log.warning(
+            "optim.decay_steps = %d ends before the run's %d steps: the lr is 0 after it",
+            decay_steps,
+            total_steps,
+        )
 
 
 def effective_warmup(warmup_steps: int, total_steps: int) -> int:
