@@ -38,8 +38,12 @@ class Comparison:
 
     @property
     def significant(self) -> bool:
-        """The interval excludes 0 and p < 0.05."""
-        return self.p_value < 0.05 and (self.ci95[0] > 0 or self.ci95[1] < 0)
+        return significant(self.ci95, self.p_value)
+
+
+def significant(ci95: tuple[float, float], p_value: float) -> bool:
+    """A difference counts only when its interval excludes 0 and p < 0.05."""
+    return p_value < 0.05 and (ci95[0] > 0 or ci95[1] < 0)
 
 
 def paired_comparison(

@@ -14,7 +14,11 @@ import numpy as np
 import pandas as pd
 
 from pipeline.evaluation.retrieval_metrics import retrieval_metrics
-from pipeline.evaluation.significance import paired_comparison, paired_differences
+from pipeline.evaluation.significance import (
+    paired_comparison,
+    paired_differences,
+    significant,
+)
 from pipeline.training.variants import BASELINE
 
 
@@ -111,7 +115,7 @@ def long_versus_short(
                 "long_minus_short_r1_diff": mean,
                 "ci95": list(ci95),
                 "p_value": p_value,
-                "significant": p_value < 0.05 and (ci95[0] > 0 or ci95[1] < 0),
+                "significant": significant(ci95, p_value),
             }
         )
     return rows

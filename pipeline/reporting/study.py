@@ -87,16 +87,19 @@ def _long_short_table(rows: list[dict[str, Any]]) -> list[str]:
         "|---|---:|---:|---:|---|",
     ]
     for row in rows:
-        low, high = row["ci95"]
-        if row["significant"]:
-            verdict = "more on long" if row["long_minus_short_r1_diff"] > 0 else "less on long"
-        else:
-            verdict = "no detectable difference"
-        lines.append(
-            f"| {row['a']} vs {row['b']} | {row['long_minus_short_r1_diff']:+.1f} | "
-            f"[{low:+.1f}, {high:+.1f}] | {row['p_value']:.3g} | {verdict} |"
-        )
+        cells = _tested(row, "long_minus_short_r1_diff", ("more on long", "less on long"))
+        lines.append(f"| {row['a']} vs {row['b']} | " + " | ".join(cells) + " |")
     return lines
+
+
+def _tested(row: dict[str, Any], key: str, verdicts: tuple[str, str]) -> list[str]:
+    """A tested difference's cells: the difference, its CI, p, and the verdict (the first of
+    `verdicts` when significantly above 0, the second when below)."""
+    low, high = row["ci95"]
+    verdict = "no detectable difference"
+    if row["significant"]:
+        verdict = verdicts[0] if row[key] > 0 else verdicts[1]
+    return [f"{row[key]:+.1f}", f"[{low:+.1f}, {high:+.1f}]", f"{row['p_value']:.3g}", verdict]
 
 
 def _comparison_table(comparisons: list[dict[str, Any]], name: str) -> list[str]:
@@ -107,14 +110,10 @@ def _comparison_table(comparisons: list[dict[str, Any]], name: str) -> list[str]
     for row in comparisons:
         if row["set"] != name:
             continue
-        low, high = row["ci95"]
-        if row["significant"]:
-            verdict = "A better" if row["r1_diff_mean"] > 0 else "A worse"
-        else:
-            verdict = "no detectable difference"
+        diff, ci, p, verdict = _tested(row, "r1_diff_mean", ("A better", "A worse"))
         lines.append(
-            f"| {row['a']} vs {row['b']} | {row['r1_diff_mean']:+.1f} | [{low:+.1f}, {high:+.1f}] "
-            f"| {row['p_value']:.3g} | {row['mcnemar_p']:.3g} | {verdict} |"
+            f"| {row['a']} vs {row['b']} | {diff} | {ci} | {p} | {row['mcnemar_p']:.3g} | "
+            f"{verdict} |"
         )
     return lines
 
