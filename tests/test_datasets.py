@@ -111,6 +111,37 @@ def test_howto100m_raw_caption_json_and_split_lists(tmp_path: Path) -> None:
     assert tables.pairs.groupby("split").size().to_dict() == {"train": 3, "val": 3}
 
 
+class _Runs:
+    """Pickles as a call of os.system: a caption pickle must never run it."""
+
+    def __reduce__(self) -> tuple[Any, tuple[str]]:
+        import os
+
+        return (os.system, ("touch should-not-exist",))
+
+
+def test_howto100m_mmpt_dedup_pickle(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """MMPT's raw_caption_dedup.pkl ({video: JSON text}) gives the tables caption.json gives;
+    a pickle that names a function is refused unrun; bad JSON text names its video."""
+    root = howto_root(tmp_path)
+    (root / "caption.json").unlink()
+    dedup = {video: json.dumps(entry) for video, entry in howto_captions().items()}
+    (root / "raw_caption_dedup.pkl").write_bytes(pickle.dumps(dedup))
+    from_pickle = load_dataset(HOWTO, root)
+    write_json(root / "caption.json", howto_captions())
+    from_json = load_dataset(HOWTO, root)
+    assert from_pickle.pairs.equals(from_json.pairs)
+    config = DatasetConfig(adapter="howto100m", root="unused", annotations="raw_caption_dedup.pkl")
+    (root / "raw_caption_dedup.pkl").write_bytes(pickle.dumps({"vidA": _Runs()}))
+    monkeypatch.chdir(tmp_path)
+    with pytest.raises(AnnotationError, match=r"raw_caption_dedup\.pkl.*names posix\.system"):
+        load_dataset(config, root)
+    assert not (tmp_path / "should-not-exist").exists()
+    (root / "raw_caption_dedup.pkl").write_bytes(pickle.dumps({"vidA": "{not json"}))
+    with pytest.raises(AnnotationError, match="video 'vidA'"):
+        load_dataset(config, root)
+
+
 def test_howto100m_missing_files_dropped_and_counted(tmp_path: Path) -> None:
     captions = {**howto_captions(), "vidC": {"start": [0], "end": [1], "text": ["x"]}}
     root = howto_root(tmp_path, captions)

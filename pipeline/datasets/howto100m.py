@@ -4,6 +4,11 @@ Format (reference/videoclip-facts.md §2.3, "Data files and formats"):
 
     {"<youtube_id>": {"start": [float, ...], "end": [float, ...], "text": [str, ...]}, ...}
 
+or MMPT's deduplicated `raw_caption_dedup.pkl` (what VideoCLIP pretrained on): a pickled dict
+`{"<youtube_id>": json.dumps({"start", "end", "text"})}`. The pickle is read with an unpickler
+that admits no class or function (plain dicts, strings and numbers only), so a file that would
+run code on loading is refused as malformed instead.
+
 One pair per caption, `pair_id = "<video_id>:<caption index>"`. Splits come from the MMPT lists
 `how2_s3d_train.lst` / `how2_s3d_val.lst` (one YouTube id per line) beside the caption file when
 either exists; videos in neither list are then dropped. Without lists every video gets
@@ -13,8 +18,10 @@ without captions are left out; both are counted in `DatasetTables.dropped`.
 
 from __future__ import annotations
 
+import json
 import logging
 import math
+import pickle
 from collections import Counter
 from pathlib import Path
 from typing import Any
@@ -36,7 +43,8 @@ from pipeline.datasets.tables import (
 
 log = logging.getLogger(__name__)
 
-CAPTION_FILES = ("caption.json", "raw_caption.json")  # looked for in this order
+# looked for in this order
+CAPTION_FILES = ("caption.json", "raw_caption.json", "raw_caption_dedup.pkl")
 SPLIT_LISTS = {"train": "how2_s3d_train.lst", "val": "how2_s3d_val.lst"}
 
 Captions = tuple[list[float], list[float], list[str]]  # start_s, end_s, text of one video
@@ -92,7 +100,7 @@ def load(config: DatasetConfig, root: Path) -> DatasetTables:
 
 def read_captions(path: Path) -> dict[str, Captions]:
     """The caption file, validated: every video's lists present, equal in length and well formed."""
-    data = read_json(path)
+    data = read_caption_pickle(path) if path.suffix == ".pkl" else read_json(path)
     if not isinstance(data, dict):
         expected = 'an object {"<video_id>": {"start", "end", "text"}}'
         raise AnnotationError(path, "top level", "<file>", expected, shown(data))
@@ -100,6 +108,38 @@ def read_captions(path: Path) -> dict[str, Captions]:
         str(video_id): _video_captions(path, str(video_id), entry)
         for video_id, entry in data.items()
     }
+
+
+class _PlainUnpickler(pickle.Unpickler):
+    """Loads only what pickle builds without naming a global: dicts, lists, str, numbers."""
+
+    def find_class(self, module: str, name: str) -> Any:
+        raise pickle.UnpicklingError(f"the file names {module}.{name}")
+
+
+def read_caption_pickle(path: Path) -> dict[str, Any]:
+    """MMPT's `{video_id: json.dumps({"start", "end", "text"})}` pickle, each value decoded."""
+    if not path.is_file():
+        raise FileNotFoundError(f"annotation file {path} does not exist")
+    expected = "a pickle of a dict {video_id: JSON text} (MMPT's raw_caption_dedup.pkl)"
+    try:
+        with path.open("rb") as handle:
+            data = _PlainUnpickler(handle).load()
+    except (pickle.UnpicklingError, EOFError, ValueError) as error:
+        raise AnnotationError(path, "top level", "<file>", expected, str(error)) from error
+    if not isinstance(data, dict):
+        raise AnnotationError(path, "top level", "<file>", expected, shown(data))
+    decoded = {}
+    for video_id, text in data.items():
+        if isinstance(text, dict):  # already decoded: accepted as caption.json's entries
+            decoded[video_id] = text
+            continue
+        try:
+            decoded[video_id] = json.loads(text)
+        except (TypeError, json.JSONDecodeError) as error:
+            record = f"video {str(video_id)!r}"
+            raise AnnotationError(path, record, "<entry>", "JSON text", shown(text)) from error
+    return decoded
 
 
 def read_split_lists(root: Path) -> dict[str, str] | None:
