@@ -101,6 +101,7 @@ def test_qa_table_and_table7_sweep() -> None:
     assert "Answer vocabulary: 1500 answers; 93.8% of the test questions" in text
     sweep = sweep_markdown("msrvtt", "qa", runs).splitlines()
     assert sweep[0] == "## Ablation — Table 7: number of positive frames"
+    assert "Ours: ? questions, 1500 answers; chance 0.1 % (a uniform guess)" in sweep[2]
     assert "| fineco | 20 | 37.4 | 40.0 |" in sweep
     assert "| fineco-fixed_k-k1 | 1 | 35.5 | 30.0 |" in sweep
     assert "| baseline | off (VideoCLIP) | - | 35.0 |" in sweep

@@ -293,6 +293,7 @@ def _table6(adapter: str, runs: Sequence[Run]) -> str:
     )
     if adapter != "youcook2":
         note = "The paper's Table 6 is on YouCookII only; paper column empty for this dataset."
+    note += f" Ours: {scope_text(runs[0].metrics)}."
     return _plain_table("## Ablation — Table 6: positive-frame strategies", note, header, rows)
 
 
@@ -309,7 +310,10 @@ def _table7(task: str, runs: Sequence[Run]) -> str:
         rows.append([run.variant, k, number(published), number(run.metrics["accuracy"])])
     header = ["Variant", "k", "Paper accuracy", "Ours accuracy"]
     name = "MSR-VTT QA" if task == "qa" else "MSR-VTT MC (row empty in the paper's text)"
-    note = f"Paper column: Table 7, {name}; k = 32 equals VideoCLIP on 32 frames (L1 = 0)."
+    note = (
+        f"Paper column: Table 7, {name}; k = 32 equals VideoCLIP on 32 frames (L1 = 0). "
+        f"Ours: {scope_text(runs[0].metrics)}."
+    )
     return _plain_table("## Ablation — Table 7: number of positive frames", note, header, rows)
 
 
