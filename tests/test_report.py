@@ -22,6 +22,7 @@ from pipeline.reporting.document import (
     read_training_log,
     write_report,
 )
+from pipeline.reporting.figures import strip_window, top_relevant
 from storage.shards import FrameShardWriter
 
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
@@ -255,7 +256,8 @@ def test_strips_show_first_frames_of_the_sorted_first_pairs(
     text = (out / "report.md").read_text()
     order = [text.index(f"### {n}. caption of {p}") for n, p in enumerate(["a_0", "a_1", "b_0"], 1)]
     assert order == sorted(order)
-    assert "pair a_0 · video vid-a · seconds 0–3 (clip of 5 s)" in text  # capped at 4 seconds
+    # capped at 4 seconds: a window holding both relevant seconds (1, 2)
+    assert re.search(r"pair a_0 · video vid-a · seconds (0–3|1–4) \(clip of 5 s\)", text)
     assert "pair a_1 · video vid-a · seconds 2–4 (clip of 3 s)" in text
     image = read_png(out / "strip-01.png")
     assert has_colour(image, RED), "thumbnails should be the first frame of each second"
@@ -378,3 +380,15 @@ def test_per_epoch_validation_is_a_table_per_validated_variant(
         ["2 (kept)", "32.5", "61.0", "3", "62.0%", "15.0%", "0.550"],
         ["3", "30.0", "60.0", "3.5", "–", "–", "–"],
     ]
+
+
+def test_a_long_clips_strip_shows_the_relevant_and_the_selected_seconds() -> None:
+    probabilities = np.full(60, 0.01)  # (K,) a 60-s clip starting at video second 100
+    probabilities[[40, 41]] = 0.2  # the selector's top 2 seconds: 140, 141
+    relevant = {130, 131}
+    assert strip_window(probabilities, relevant, 100, 24) == (118, 142)  # earliest with all 4
+    assert strip_window(probabilities, relevant, 100, 5) == (127, 132)  # ties: the earliest
+    assert strip_window(probabilities, None, 100, 8) == (133, 141)  # no truth: the top second
+    assert strip_window(probabilities[:20], relevant, 100, 24) == (100, 120)  # fits: all of it
+    assert top_relevant(probabilities, relevant, 100) == (0, 2)
+    assert top_relevant(probabilities, {140, 120}, 100) == (1, 2)

@@ -76,50 +76,6 @@ class DatasetConfig:
 
 
 @dataclass(frozen=True, config=SECTION)
-class SynthConfig:
-    """Sizes of the synthetic datasets rendered by `fineco synth` (pipeline/synth/)."""
-
-    seed: int = 0
-    out_dir: str = f"{ARTIFACTS}/synth"
-    width: Annotated[int, Field(ge=16, multiple_of=2)] = 160  # rendered frame size (yuv420p:
-    height: Annotated[int, Field(ge=16, multiple_of=2)] = 120  # even); decode rescales it
-    fps: PositiveInt = 15
-    pretrain_videos: NonNegativeInt = 16  # HowTo100M-format corpus
-    youcook_train_videos: NonNegativeInt = 24  # YouCookII-format retrieval set, `training`
-    youcook_val_videos: NonNegativeInt = 8  # `validation` subset
-    min_segments: PositiveInt = 3  # segments (one concept each) per video
-    max_segments: PositiveInt = 5
-    min_segment_s: PositiveInt = 3
-    max_segment_s: PositiveInt = 15
-    broken_videos: StrictBool = True  # add one truncated and one corrupt file to the YouCookII set
-    # Short-video sets (4-10 s, captions cover most of each video): MSR-VTT formats, and MSVD
-    # formats over the same videos; DiDeMo formats over 30 s videos of 5-second moments.
-    short_sets: tuple[ShortSet, ...] = SHORT_SETS
-    short_videos: PositiveInt = 12  # MSR-VTT/MSVD set, all splits
-    short_test_videos: PositiveInt = 4
-    didemo_videos: PositiveInt = 10
-    didemo_test_videos: PositiveInt = 4
-
-    @model_validator(mode="after")
-    def _sizes_fit(self) -> SynthConfig:
-        _ordered(self, "min_segments", "max_segments")
-        _ordered(self, "min_segment_s", "max_segment_s")
-        if {"msrvtt", "msvd"} & set(self.short_sets):
-            _require(
-                self.short_test_videos < self.short_videos,
-                f"short_test_videos < short_videos, found {self.short_test_videos} of "
-                f"{self.short_videos}",
-            )
-        if "didemo" in self.short_sets:  # train and val need a video each
-            _require(
-                self.didemo_test_videos <= self.didemo_videos - 2,
-                "didemo_test_videos <= didemo_videos - 2 (train and val need a video each), "
-                f"found {self.didemo_test_videos} of {self.didemo_videos}",
-            )
-        return self
-
-
-@dataclass(frozen=True, config=SECTION)
 class BenchmarkConfig:
     """The long-sparse benchmark (synth/long_sparse.py, `fineco study`; README, "The long-sparse
     benchmark"): the defaults ARE the benchmark; a study may shrink its counts, never its regime."""
@@ -146,10 +102,55 @@ class BenchmarkConfig:
             "min_relevant_seconds <= min_seconds × max_relevant_share, found "
             f"{self.min_relevant_seconds} > {int(self.min_seconds * self.max_relevant_share)}",
         )
-        _require(
-            self.distractor_run_seconds[0] <= self.distractor_run_seconds[1],
-            f"distractor_run_seconds ordered, found {self.distractor_run_seconds}",
-        )
+        low, high = self.distractor_run_seconds
+        _require(low <= high, f"distractor_run_seconds ordered, found ({low}, {high})")
+        return self
+
+
+@dataclass(frozen=True, config=SECTION)
+class SynthConfig:
+    """Sizes of the synthetic datasets rendered by `fineco synth` (pipeline/synth/)."""
+
+    seed: int = 0
+    out_dir: str = f"{ARTIFACTS}/synth"
+    width: Annotated[int, Field(ge=16, multiple_of=2)] = 160  # rendered frame size (yuv420p:
+    height: Annotated[int, Field(ge=16, multiple_of=2)] = 120  # even); decode rescales it
+    fps: PositiveInt = 15
+    pretrain_videos: NonNegativeInt = 16  # HowTo100M-format corpus
+    youcook_train_videos: NonNegativeInt = 24  # YouCookII-format retrieval set, `training`
+    youcook_val_videos: NonNegativeInt = 8  # `validation` subset
+    min_segments: PositiveInt = 3  # segments (one concept each) per video
+    max_segments: PositiveInt = 5
+    min_segment_s: PositiveInt = 3
+    max_segment_s: PositiveInt = 15
+    broken_videos: StrictBool = True  # add one truncated and one corrupt file to the YouCookII set
+    # Short-video sets (4-10 s, captions cover most of each video): MSR-VTT formats, and MSVD
+    # formats over the same videos; DiDeMo formats over 30 s videos of 5-second moments.
+    short_sets: tuple[ShortSet, ...] = SHORT_SETS
+    short_videos: PositiveInt = 12  # MSR-VTT/MSVD set, all splits
+    short_test_videos: PositiveInt = 4
+    didemo_videos: PositiveInt = 10
+    didemo_test_videos: PositiveInt = 4
+    # Set: the HowTo100M and YouCookII sets are this long-sparse benchmark's pretrain and long
+    # sets rendered as videos (synth/long_sparse_video.py; the segment sizes above are unused).
+    long_sparse: BenchmarkConfig | None = None
+
+    @model_validator(mode="after")
+    def _sizes_fit(self) -> SynthConfig:
+        _ordered(self, "min_segments", "max_segments")
+        _ordered(self, "min_segment_s", "max_segment_s")
+        if {"msrvtt", "msvd"} & set(self.short_sets):
+            _require(
+                self.short_test_videos < self.short_videos,
+                f"short_test_videos < short_videos, found {self.short_test_videos} of "
+                f"{self.short_videos}",
+            )
+        if "didemo" in self.short_sets:  # train and val need a video each
+            _require(
+                self.didemo_test_videos <= self.didemo_videos - 2,
+                "didemo_test_videos <= didemo_videos - 2 (train and val need a video each), "
+                f"found {self.didemo_test_videos} of {self.didemo_videos}",
+            )
         return self
 
 
@@ -384,13 +385,12 @@ class Config:
     execution: ExecutionConfig = field(default_factory=ExecutionConfig)
 
 
-def _require(condition: bool, expectation: str) -> None:
+def _require(condition: bool, expectation: str) -> None:  # a validator's error, worded
     if not condition:
         raise ValueError(f"expected {expectation}")
 
 
-def _ordered(section: Any, low: str, high: str) -> None:
-    """`section.low <= section.high`, or an error naming both values."""
+def _ordered(section: Any, low: str, high: str) -> None:  # an error naming both values
     first, second = getattr(section, low), getattr(section, high)
     _require(first <= second, f"{low} <= {high}, found {first} > {second}")
 

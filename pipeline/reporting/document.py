@@ -33,6 +33,8 @@ from pipeline.reporting.figures import (
     load_thumbnails,
     plot_frame_strip,
     plot_loss_curves,
+    strip_window,
+    top_relevant,
 )
 from pipeline.reporting.paper import RETRIEVAL_COLUMNS
 from pipeline.reporting.tables import Run, results_markdown, sweep_markdown
@@ -317,28 +319,34 @@ def write_strips(
     lines = [
         "## Frame strips\n",
         f"The first {config.strip_pairs} test pairs (sorted ids): 1-fps thumbnails (at most "
-        f"{config.strip_seconds} seconds) and under each the {run.variant} frame selector's "
+        f"{config.strip_seconds} seconds: of a longer clip, the window holding the most relevant"
+        f" and top-selected seconds) and under each the {run.variant} frame selector's "
         f"probability of that second (softmax over the whole clip; dashed: uniform 1/K){framed}.",
     ]
     names = []
     for number, pair_id in enumerate(sorted(set(scores.pair_ids))[: config.strip_pairs], 1):
-        video_id, start, probabilities = scores.clip(pair_id)
-        stop = start + min(len(probabilities), config.strip_seconds)
+        video_id, clip_start, probabilities = scores.clip(pair_id)
+        pair_truth = (truth or {}).get(pair_id)
+        relevant = set(pair_truth["seconds"]) if pair_truth else None
+        start, stop = strip_window(probabilities, relevant, clip_start, config.strip_seconds)
         video = videos.get(video_id)
         thumbnails, problem = load_thumbnails(video, video_id, inputs.decode_folder, start, stop)
         if video is None and decode_problem:
             problem = decode_problem
-        pair_truth = (truth or {}).get(pair_id)
+        hits = ""
+        if relevant:
+            found, count = top_relevant(probabilities, relevant, clip_start)
+            hits = f" · its top {count} seconds: {found} relevant"
         strip = Strip(
             title=captions.get(pair_id)
             or f"(caption unavailable) {pair_truth['concept'] if pair_truth else pair_id}",
             subtitle=f"pair {pair_id} · video {video_id} · seconds {start}–{stop - 1}"
-            f" (clip of {len(probabilities)} s) · {run.variant} selector",
+            f" (clip of {len(probabilities)} s) · {run.variant} selector{hits}",
             seconds=list(range(start, stop)),
-            probabilities=probabilities[: stop - start],
+            probabilities=probabilities[start - clip_start : stop - clip_start],
             clip_length=len(probabilities),
             thumbnails=thumbnails,
-            relevant=set(pair_truth["seconds"]) if pair_truth else None,
+            relevant=relevant,
         )
         name = f"strip-{number:02d}.png"
         plot_frame_strip(strip, folder / name)

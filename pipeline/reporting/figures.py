@@ -114,6 +114,33 @@ class Strip:
     relevant: set[int] | None  # ground-truth relevant video seconds; None when unknown
 
 
+def strip_window(
+    probabilities: np.ndarray, relevant: set[int] | None, start: int, width: int
+) -> tuple[int, int]:
+    """Video seconds [first, stop) a strip shows: the whole clip when it fits in `width`, else
+    the `width` consecutive seconds holding the most ground-truth relevant seconds plus the
+    selector's top seconds (as many as are relevant; the top 1 without ground truth), the
+    earliest such window on ties. `probabilities` (K,) cover the clip's seconds from `start`."""
+    count = len(probabilities)
+    if count <= width:
+        return start, start + count
+    marked = np.zeros(count)  # (K,) 1 per relevant second, +1 per top-selected second
+    inside = [s - start for s in relevant or () if start <= s < start + count]
+    marked[inside] += 1
+    marked[np.argsort(-probabilities, kind="stable")[: max(len(inside), 1)]] += 1
+    first = start + int(np.argmax(np.convolve(marked, np.ones(width), mode="valid")))
+    return first, first + width
+
+
+def top_relevant(probabilities: np.ndarray, relevant: set[int], start: int) -> tuple[int, int]:
+    """(how many of the selector's top-R seconds are relevant, R): R = the clip's relevant
+    seconds, so R-precision; `probabilities` (K,) cover the clip's seconds from `start`."""
+    count = len(probabilities)
+    inside = {s - start for s in relevant if start <= s < start + count}
+    top = np.argsort(-probabilities, kind="stable")[: len(inside)]
+    return sum(int(i) in inside for i in top), len(inside)
+
+
 def load_thumbnails(
     video: dict[str, Any] | None, video_id: str, decode_folder: Path | None, start: int, stop: int
 ) -> tuple[list[np.ndarray | None], str]:

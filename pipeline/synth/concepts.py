@@ -7,6 +7,7 @@ that no caption describes.
 
 from __future__ import annotations
 
+import itertools
 from dataclasses import dataclass
 
 
@@ -178,6 +179,26 @@ _WORDS = _CATALOG.split()
 CONCEPTS: dict[str, Concept] = {
     c.name: c for c in (Concept(*_WORDS[i : i + 3]) for i in range(0, len(_WORDS), 3))
 }
+
+
+def all_concepts() -> list[Concept]:
+    """Every (pattern, tint, motion) combination, in a fixed order (the long-sparse benchmark's
+    vocabulary; `CONCEPTS` is the curated subset the segment-based sets draw from)."""
+    return [
+        Concept(p, t, m)
+        for p, t, m in itertools.product(sorted(PATTERNS), sorted(TINTS), sorted(MOTIONS))
+    ]
+
+
+_BY_NAME: dict[str, Concept] = {c.name: c for c in all_concepts()}
+
+
+def concept_named(name: str) -> Concept:
+    """The concept called `name` (`<tint>-<motion>-<pattern>`), any combination."""
+    if name not in _BY_NAME:
+        raise KeyError(f"no synthetic concept is called {name!r}")
+    return _BY_NAME[name]
+
 
 ASR_LEADS = ("", "", "so ", "okay ", "and now ", "um ", "alright ", "and then ")
 FULL_TEMPLATES = (  # {c} colour, {p} pattern, {m} motion

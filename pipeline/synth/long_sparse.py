@@ -30,7 +30,6 @@ Outputs under `out_dir`: `benchmark.json` (the parameters and counts), and per s
 from __future__ import annotations
 
 import dataclasses
-import itertools
 import logging
 import random
 from dataclasses import dataclass
@@ -42,7 +41,7 @@ import numpy as np
 from models.s3dg import EMBEDDING_DIM
 from pipeline.config import BenchmarkConfig
 from pipeline.datasets.synthetic import GROUND_TRUTH_FILE, SYNTHETIC_SETS
-from pipeline.synth.concepts import ASR_LEADS, MOTIONS, PATTERNS, TINTS, Concept
+from pipeline.synth.concepts import ASR_LEADS, MOTIONS, PATTERNS, TINTS, Concept, all_concepts
 from pipeline.synth.render import describe, video_id
 from storage.atomic import atomic_output, atomic_write_json
 
@@ -85,14 +84,6 @@ class Clip:
         ]
 
 
-def all_concepts() -> list[Concept]:
-    """Every (pattern, tint, motion) combination, in a fixed order."""
-    return [
-        Concept(p, t, m)
-        for p, t, m in itertools.product(sorted(PATTERNS), sorted(TINTS), sorted(MOTIONS))
-    ]
-
-
 def shares_attribute(a: Concept, b: Concept) -> bool:
     """Two different concepts with the same pattern, tint or motion."""
     return a != b and (a.pattern == b.pattern or a.tint == b.tint or a.motion == b.motion)
@@ -121,13 +112,13 @@ def plan_clips(config: BenchmarkConfig) -> list[Clip]:
         else:  # concepts that no caption of this split has
             pool = [concept for concept in concepts if concept not in captions]
         for concept in targets:
-            runs = _plan_runs(rng, config, concept, pool)
+            runs = plan_runs(rng, config, concept, pool)
             caption = describe(rng, concept)
             clips.append(Clip(video_id(rng, taken), split, concept, caption, tuple(runs)))
     return clips
 
 
-def _plan_runs(
+def plan_runs(
     rng: random.Random, config: BenchmarkConfig, concept: Concept, pool: list[Concept]
 ) -> list[Run]:
     """Relevant runs at random positions, the rest filled with distractor runs."""
@@ -216,16 +207,13 @@ def write_benchmark(config: BenchmarkConfig, out_dir: Path) -> dict[str, Any]:
     clips = plan_clips(config)
     maker = FeatureMaker(config)
     generator = np.random.default_rng([config.seed, 1])
-    long_truth, short_truth, short_lengths = {}, {}, {}
     for clip in clips:
         features = maker.seconds(clip.runs, generator)  # (length, 512)
-        relevant = clip.relevant_seconds()
         _save(out_dir / "long" / FEATURES / f"{clip.video_id}.npy", features)
-        _save(out_dir / "short" / FEATURES / f"{clip.video_id}.npy", features[relevant])
-        truth = {"video_id": clip.video_id, "concept": clip.concept.name}
-        long_truth[f"{clip.video_id}_0"] = {**truth, "seconds": relevant}
-        short_lengths[clip.video_id] = len(relevant)
-        short_truth[f"{clip.video_id}_0"] = {**truth, "seconds": list(range(len(relevant)))}
+        short = features[clip.relevant_seconds()]
+        _save(out_dir / "short" / FEATURES / f"{clip.video_id}.npy", short)
+    long_truth, short_truth = clip_truth(clips)
+    short_lengths = {clip.video_id: len(clip.relevant_seconds()) for clip in clips}
     long_lengths = {clip.video_id: clip.length for clip in clips}
     for name, truth, lengths in (
         ("long", long_truth, long_lengths),
@@ -237,12 +225,31 @@ def write_benchmark(config: BenchmarkConfig, out_dir: Path) -> dict[str, Any]:
     return benchmark_facts(config, clips, short_lengths, pretrain_videos)
 
 
-def _write_pretrain(config: BenchmarkConfig, maker: FeatureMaker, root: Path) -> int:
-    """HowTo100M-format videos of concept segments, one ASR-like caption per segment."""
+def clip_truth(clips: list[Clip]) -> tuple[dict[str, Any], dict[str, Any]]:
+    """The ground truth of the long and the short set: each caption's relevant seconds."""
+    long_truth, short_truth = {}, {}
+    for clip in clips:
+        relevant = clip.relevant_seconds()
+        truth = {"video_id": clip.video_id, "concept": clip.concept.name}
+        long_truth[f"{clip.video_id}_0"] = {**truth, "seconds": relevant}
+        short_truth[f"{clip.video_id}_0"] = {**truth, "seconds": list(range(len(relevant)))}
+    return long_truth, short_truth
+
+
+@dataclass(frozen=True)
+class PretrainVideo:
+    """A HowTo100M-format video: consecutive concept runs, one ASR-like caption per run."""
+
+    video_id: str
+    runs: tuple[Run, ...]
+    captions: tuple[str, ...]
+
+
+def plan_pretrain(config: BenchmarkConfig) -> list[PretrainVideo]:
+    """`pretrain_videos` videos of 4-8 runs of 3-8 s over every concept."""
     rng = random.Random(f"{config.seed}:pretrain")
-    generator = np.random.default_rng([config.seed, 2])
     concepts, taken = all_concepts(), set()
-    captions, truth = {}, {}
+    videos = []
     for _ in range(config.pretrain_videos):
         vid = video_id(rng, taken)
         runs, now = [], 0
@@ -250,20 +257,36 @@ def _write_pretrain(config: BenchmarkConfig, maker: FeatureMaker, root: Path) ->
             length = rng.randint(3, 8)
             runs.append(Run(now, now + length, rng.choice(concepts)))
             now += length
-        _save(root / FEATURES / f"{vid}.npy", maker.seconds(runs, generator))
-        texts = [rng.choice(ASR_LEADS) + describe(rng, run.concept) for run in runs]
-        captions[vid] = {
-            "start": [float(run.start) for run in runs],
-            "end": [float(run.stop) for run in runs],
-            "text": texts,
+        texts = tuple(rng.choice(ASR_LEADS) + describe(rng, run.concept) for run in runs)
+        videos.append(PretrainVideo(vid, tuple(runs), texts))
+    return videos
+
+
+def howto_documents(videos: list[PretrainVideo]) -> tuple[dict[str, Any], dict[str, Any]]:
+    """HowTo100M's caption.json {id: {start, end, text}} and the ground truth of each caption."""
+    captions, truth = {}, {}
+    for video in videos:
+        captions[video.video_id] = {
+            "start": [float(run.start) for run in video.runs],
+            "end": [float(run.stop) for run in video.runs],
+            "text": list(video.captions),
         }
-        for index, run in enumerate(runs):
-            seconds = list(range(run.start, run.stop))
-            truth[f"{vid}:{index}"] = {
-                "video_id": vid,
+        for index, run in enumerate(video.runs):
+            truth[f"{video.video_id}:{index}"] = {
+                "video_id": video.video_id,
                 "concept": run.concept.name,
-                "seconds": seconds,
+                "seconds": list(range(run.start, run.stop)),
             }
+    return captions, truth
+
+
+def _write_pretrain(config: BenchmarkConfig, maker: FeatureMaker, root: Path) -> int:
+    """The pretraining corpus at the features level."""
+    videos = plan_pretrain(config)
+    generator = np.random.default_rng([config.seed, 2])
+    for video in videos:
+        _save(root / FEATURES / f"{video.video_id}.npy", maker.seconds(video.runs, generator))
+    captions, truth = howto_documents(videos)
     atomic_write_json(root / HOWTO_FILE, captions)
     atomic_write_json(root / GROUND_TRUTH_FILE, truth)
     return len(captions)

@@ -38,6 +38,7 @@ from pipeline.synth.concepts import (
     PATTERNS,
     TINTS,
     Concept,
+    concept_named,
 )
 from storage.atomic import (
     atomic_output,
@@ -151,7 +152,7 @@ def _render_args(plan: VideoPlan, config: SynthConfig) -> list[str]:
         if seg.concept is None:
             parts = [list(FILLERS.values())[seg.variant]]
         else:
-            concept = CONCEPTS[seg.concept]
+            concept = concept_named(seg.concept)
             parts = [
                 PATTERNS[concept.pattern].chain,
                 TINTS[concept.tint].chain,
