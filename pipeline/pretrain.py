@@ -1,7 +1,9 @@
 """Pretrain stage: VideoCLIP's objective on a HowTo100M-format corpus (videoclip-facts §2.3).
 
 Overlapped (video span, text span) clips are sampled around random centre captions; the loss is
-the symmetric NCE over in-batch pairs. The checkpoint initialises fine-tuning.
+the symmetric NCE over in-batch pairs. Batches hold clips of random videos, or with
+`pretrain.batching: retrieval` VideoCLIP's groups of mutually near videos
+(training/retrieval_batches.py). The checkpoint initialises fine-tuning.
 """
 
 from __future__ import annotations
@@ -21,9 +23,10 @@ from pipeline.stage import (
     run_cached,
 )
 from pipeline.training.data import HowToClips
-from pipeline.training.fit import TRAINING_MODULES, fit, optim_section
+from pipeline.training.fit import CHECKPOINTS, TRAINING_MODULES, fit, optim_section
 from pipeline.training.model_factory import bert_files, build_model, load_tokenizer
 from pipeline.training.objectives import pretrain_objective
+from pipeline.training.retrieval_batches import RetrievalBatches
 from storage.features import FeatureStore
 from storage.layout import Manifest
 from storage.tables import read_table
@@ -36,7 +39,11 @@ class PretrainInputs(StageInputs):
     """A HowTo100M-format corpus (its ingest and extract manifests) and the training settings."""
 
     stage: ClassVar[str] = "pretrain"
-    modules: ClassVar[tuple[str, ...]] = ("pipeline.pretrain", *TRAINING_MODULES)
+    modules: ClassVar[tuple[str, ...]] = (
+        "pipeline.pretrain",
+        "pipeline.training.retrieval_batches",
+        *TRAINING_MODULES,
+    )
     info_type: ClassVar[type] = PretrainInfo
 
     config: PretrainConfig
@@ -78,7 +85,23 @@ def run_pretrain(inputs: PretrainInputs) -> Manifest[PretrainInfo]:
         if len(dataset) == 0:
             raise ValueError(f"pretrain: dataset {config.dataset!r} has no training clips")
         model, facts = build_model(model_config, inputs.artifacts)
-        fitted = fit(model, pretrain_objective(), dataset, config.optim, folder)
+        batches = None
+        if config.batching == "retrieval":
+            batches = RetrievalBatches(
+                dataset,
+                config.optim.batch_size,
+                config.retrieval_candidates,
+                config.optim.seed,
+                folder / CHECKPOINTS / "retrieval",
+            )
+        fitted = fit(
+            model,
+            pretrain_objective(),
+            dataset,
+            config.optim,
+            folder,
+            epoch_order=batches.order if batches else None,
+        )
         info = PretrainInfo(config.dataset, facts, "symmetric_nce", fitted.training)
         return StageResult(outputs=fitted.outputs, info=info)
 

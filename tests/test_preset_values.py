@@ -129,6 +129,8 @@ PRESETS: dict[str, dict[str, tuple[Any, str]]] = {
         "pretrain.max_text_span_s": (256.0, "V how2"),
         "pretrain.min_video_s": (3, "V how2: sampled_video_min_len"),
         "pretrain.max_video_s": (32, "V how2: sampled_video_max_len"),
+        "pretrain.batching": ("retrieval", "V how2: retrieval-augmented batches"),
+        "pretrain.retrieval_candidates": (64, "V how2: num_cands"),
     },
 }
 

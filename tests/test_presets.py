@@ -84,13 +84,18 @@ def test_preset_runs_every_stage_on_its_synthetic_format(artifacts: Path, preset
 
 
 def test_pretraining_preset_pretrains_on_the_howto100m_format(artifacts: Path) -> None:
+    """With its retrieval-augmented batches: two videos of two clips per batch."""
     config = with_synthetic_data(
         load_config("howto100m_pretrain", [*TINY, "pretrain.optim.epochs=1",
                                            "pretrain.optim.batch_size=4",
+                                           "pretrain.clips_per_video=2",
                                            "pretrain.optim.device=cpu"])
     )  # fmt: skip
+    assert config.pretrain.batching == "retrieval"
     results = run_stages(config, ["pretrain"], artifacts)
-    assert results["pretrain"]["pretrain"].output("weights").is_file()
+    pretrain = results["pretrain"]["pretrain"]
+    assert pretrain.output("weights").is_file()
+    assert (Path(pretrain.path) / "checkpoints" / "retrieval" / "epoch-000.json").is_file()
 
 
 def test_missing_weights_of_a_real_data_preset_fail_before_any_work(tmp_path: Path) -> None:

@@ -14,18 +14,31 @@ import typing
 from dataclasses import field
 from typing import Annotated, Any, Literal
 
-from pydantic import ConfigDict, Field, StrictBool, model_validator
+from pydantic import Field, StrictBool, model_validator
 from pydantic.dataclasses import dataclass
 
-from storage.layout import ARTIFACTS
+# ConfigError, SHORT_SETS and the synthetic sections are re-exported: `pipeline.config` is where
+# every caller imports a section or fact from.
+from pipeline.config.base import (
+    SECTION,
+    NonNegativeInt,
+    PositiveFloat,
+    PositiveInt,
+    Share,
+    ordered,
+    require,
+)
+from pipeline.config.base import (
+    ConfigError as ConfigError,
+)
+from pipeline.config.synthetic import SHORT_SETS as SHORT_SETS
+from pipeline.config.synthetic import BenchmarkConfig, SynthConfig
 
 # The pipeline's stages, in order: declared once here, imported by the runner, flows and CLI.
 StageName = Literal["ingest", "decode", "extract", "pretrain", "finetune", "evaluate", "report"]
 STAGES: tuple[str, ...] = typing.get_args(StageName)
 Task = Literal["retrieval", "qa", "mc"]  # a dataset's task: its pairs table and evaluation
 TASKS: tuple[str, ...] = typing.get_args(Task)
-ShortSet = Literal["msrvtt", "msvd", "didemo"]  # the short-video synthetic sets, in render order
-SHORT_SETS: tuple[str, ...] = typing.get_args(ShortSet)
 Device = Literal["auto", "cpu", "cuda"]
 Strategy = Literal["fixed_k", "median", "ratio", "random"]
 SweepStrategy = Literal["", "fixed_k", "median", "ratio", "random"]  # "" = the preset's
@@ -33,18 +46,6 @@ SweepStrategy = Literal["", "fixed_k", "median", "ratio", "random"]  # "" = the 
 # the model's frame-text similarity <h_k, t> (our variant, named "...-sim"; README).
 Positives = Literal["selector", "similarity"]
 SweepPositives = Literal["", "selector", "similarity"]  # "" = the preset's
-
-PositiveInt = Annotated[int, Field(ge=1)]
-NonNegativeInt = Annotated[int, Field(ge=0)]
-Share = Annotated[float, Field(ge=0.0, le=1.0)]
-PositiveFloat = Annotated[float, Field(gt=0.0)]
-# Unknown keys are errors; numbers given for text (`split: 2018`) are read as text; booleans
-# are true or false only (StrictBool: a 1 or a "yes" string is refused).
-SECTION = ConfigDict(extra="forbid", coerce_numbers_to_str=True)
-
-
-class ConfigError(ValueError):
-    """A preset, file or override that does not fit the config schema."""
 
 
 @dataclass(frozen=True, config=SECTION)
@@ -68,89 +69,10 @@ class DatasetConfig:
 
     @model_validator(mode="after")
     def _task_fits_adapter(self) -> DatasetConfig:
-        _require(
+        require(
             self.task == "retrieval" or self.adapter == "msrvtt",
             f"task {self.task!r} is only offered by adapter msrvtt, not {self.adapter!r}",
         )
-        return self
-
-
-@dataclass(frozen=True, config=SECTION)
-class BenchmarkConfig:
-    """The long-sparse benchmark (synth/long_sparse.py, `fineco study`; README, "The long-sparse
-    benchmark"): the defaults ARE the benchmark; a study may shrink its counts, never its regime."""
-
-    seed: int = 0
-    train_clips: PositiveInt = 1200
-    test_clips: PositiveInt = 500  # distinct caption concepts; chance R@1 = 1 / test_clips
-    min_seconds: PositiveInt = 60  # clip length at one feature per second
-    max_seconds: Annotated[int, Field(ge=1, le=256)] = 256
-    max_relevant_share: Annotated[float, Field(gt=0.0, le=1.0)] = 0.25
-    min_relevant_seconds: PositiveInt = 6
-    max_runs: PositiveInt = 3  # relevant seconds come in 1..max_runs runs
-    min_run_seconds: PositiveInt = 2
-    distractor_run_seconds: tuple[PositiveInt, PositiveInt] = (3, 15)
-    noise: Annotated[float, Field(ge=0.0)] = 1.0  # norm of a second's noise vs its concept's 1
-    distractors: Literal["spare", "captions"] = "spare"  # captions: v1 (README, the benchmark)
-    pretrain_videos: PositiveInt = 400  # HowTo100M-format corpus: 4-8 segments of 3-8 s each
-
-    @model_validator(mode="after")
-    def _regime_fits(self) -> BenchmarkConfig:
-        _ordered(self, "min_seconds", "max_seconds")
-        _require(
-            self.min_relevant_seconds <= int(self.min_seconds * self.max_relevant_share),
-            "min_relevant_seconds <= min_seconds × max_relevant_share, found "
-            f"{self.min_relevant_seconds} > {int(self.min_seconds * self.max_relevant_share)}",
-        )
-        low, high = self.distractor_run_seconds
-        _require(low <= high, f"distractor_run_seconds ordered, found ({low}, {high})")
-        return self
-
-
-@dataclass(frozen=True, config=SECTION)
-class SynthConfig:
-    """Sizes of the synthetic datasets rendered by `fineco synth` (pipeline/synth/)."""
-
-    seed: int = 0
-    out_dir: str = f"{ARTIFACTS}/synth"
-    width: Annotated[int, Field(ge=16, multiple_of=2)] = 160  # rendered frame size (yuv420p:
-    height: Annotated[int, Field(ge=16, multiple_of=2)] = 120  # even); decode rescales it
-    fps: PositiveInt = 15
-    pretrain_videos: NonNegativeInt = 16  # HowTo100M-format corpus
-    youcook_train_videos: NonNegativeInt = 24  # YouCookII-format retrieval set, `training`
-    youcook_val_videos: NonNegativeInt = 8  # `validation` subset
-    min_segments: PositiveInt = 3  # segments (one concept each) per video
-    max_segments: PositiveInt = 5
-    min_segment_s: PositiveInt = 3
-    max_segment_s: PositiveInt = 15
-    broken_videos: StrictBool = True  # add one truncated and one corrupt file to the YouCookII set
-    # Short-video sets (4-10 s, captions cover most of each video): MSR-VTT formats, and MSVD
-    # formats over the same videos; DiDeMo formats over 30 s videos of 5-second moments.
-    short_sets: tuple[ShortSet, ...] = SHORT_SETS
-    short_videos: PositiveInt = 12  # MSR-VTT/MSVD set, all splits
-    short_test_videos: PositiveInt = 4
-    didemo_videos: PositiveInt = 10
-    didemo_test_videos: PositiveInt = 4
-    # Set: the HowTo100M and YouCookII sets are this long-sparse benchmark's pretrain and long
-    # sets rendered as videos (synth/long_sparse_video.py; the segment sizes above are unused).
-    long_sparse: BenchmarkConfig | None = None
-
-    @model_validator(mode="after")
-    def _sizes_fit(self) -> SynthConfig:
-        _ordered(self, "min_segments", "max_segments")
-        _ordered(self, "min_segment_s", "max_segment_s")
-        if {"msrvtt", "msvd"} & set(self.short_sets):
-            _require(
-                self.short_test_videos < self.short_videos,
-                f"short_test_videos < short_videos, found {self.short_test_videos} of "
-                f"{self.short_videos}",
-            )
-        if "didemo" in self.short_sets:  # train and val need a video each
-            _require(
-                self.didemo_test_videos <= self.didemo_videos - 2,
-                "didemo_test_videos <= didemo_videos - 2 (train and val need a video each), "
-                f"found {self.didemo_test_videos} of {self.didemo_videos}",
-            )
         return self
 
 
@@ -210,7 +132,7 @@ class ModelConfig:
 
     @model_validator(mode="after")
     def _heads_divide_hidden(self) -> ModelConfig:
-        _require(
+        require(
             not self.random_init or self.random_hidden % self.random_heads == 0,
             f"random_hidden a multiple of random_heads, found {self.random_hidden} and "
             f"{self.random_heads}",
@@ -275,11 +197,22 @@ class PretrainConfig:
     max_text_span_s: PositiveFloat = 256.0
     min_video_s: PositiveInt = 3  # video span grown to a length drawn from [min, max] seconds
     max_video_s: PositiveInt = 32
+    # `random`: clips of any videos per batch. `retrieval` (VideoCLIP): each epoch, batches of
+    # optim.batch_size // clips_per_video videos, all their clips, drawn from the nearest
+    # `retrieval_candidates` videos of a random seed video (training/retrieval_batches.py).
+    batching: Literal["random", "retrieval"] = "random"
+    retrieval_candidates: PositiveInt = 64
 
     @model_validator(mode="after")
     def _ranges_ordered(self) -> PretrainConfig:
-        _ordered(self, "min_text_tokens", "max_text_tokens")
-        _ordered(self, "min_video_s", "max_video_s")
+        ordered(self, "min_text_tokens", "max_text_tokens")
+        ordered(self, "min_video_s", "max_video_s")
+        batch, clips = self.optim.batch_size, self.clips_per_video
+        require(
+            self.batching == "random" or batch % clips == 0,
+            "optim.batch_size a multiple of clips_per_video with batching=retrieval (a batch "
+            f"holds every clip of its videos), found {batch} and {clips}",
+        )
         return self
 
 
@@ -297,9 +230,9 @@ class ValidationConfig:
 
     @model_validator(mode="after")
     def _one_source(self) -> ValidationConfig:
-        _require(not (self.holdout_share and self.split), "holdout_share or split, not both")
+        require(not (self.holdout_share and self.split), "holdout_share or split, not both")
         enabled = bool(self.holdout_share or self.split)
-        _require(enabled or self.select == "last", "select=best with holdout_share or split")
+        require(enabled or self.select == "last", "select=best with holdout_share or split")
         return self
 
 
@@ -325,7 +258,7 @@ class FinetuneConfig:
 
     @model_validator(mode="after")
     def _one_starting_point(self) -> FinetuneConfig:
-        _require(
+        require(
             not (self.init_checkpoint and self.from_pretrain),
             "init_checkpoint only with from_pretrain=false (one starting point)",
         )
@@ -383,16 +316,6 @@ class Config:
     evaluate: EvaluateConfig = field(default_factory=EvaluateConfig)
     report: ReportConfig = field(default_factory=ReportConfig)
     execution: ExecutionConfig = field(default_factory=ExecutionConfig)
-
-
-def _require(condition: bool, expectation: str) -> None:  # a validator's error, worded
-    if not condition:
-        raise ValueError(f"expected {expectation}")
-
-
-def _ordered(section: Any, low: str, high: str) -> None:  # an error naming both values
-    first, second = getattr(section, low), getattr(section, high)
-    _require(first <= second, f"{low} <= {high}, found {first} > {second}")
 
 
 def section_dict(section: Any) -> dict[str, Any]:

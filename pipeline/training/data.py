@@ -375,9 +375,11 @@ def make_loader(
     num_workers: int,
     skip_batches: int = 0,
     drop_last: bool = False,
+    order: list[int] | None = None,
 ) -> DataLoader:
-    """A DataLoader over one epoch in a fixed order; `skip_batches` leaves out the epoch's first
-    batches without loading them (resuming mid-epoch gives the same later batches).
+    """A DataLoader over one epoch in a fixed order (`order`, else `item_order`'s); `skip_batches`
+    leaves out the epoch's first batches without loading them (resuming mid-epoch gives the same
+    later batches).
 
     The loader draws nothing from torch's global generator (its own generator is seeded), so
     creating it does not shift the training RNG that a checkpoint restores.
@@ -385,7 +387,8 @@ def make_loader(
     set_epoch = getattr(dataset, "set_epoch", None)
     if callable(set_epoch):
         set_epoch(epoch)
-    order = item_order(len(dataset), shuffle, seed, epoch)[skip_batches * batch_size :]
+    order = item_order(len(dataset), shuffle, seed, epoch) if order is None else order
+    order = order[skip_batches * batch_size :]
     return DataLoader(
         dataset,
         batch_size=batch_size,

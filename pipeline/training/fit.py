@@ -28,6 +28,7 @@ from pipeline.training.records import read_lines
 from storage.atomic import atomic_output, atomic_write_json
 
 Validate = Callable[[VideoCLIP], dict[str, Any]]  # the model → its validation record
+EpochOrder = Callable[[VideoCLIP, int], list[int]]  # (model, epoch) → the epoch's item order
 
 CHECKPOINTS = "checkpoints"
 BEST_WEIGHTS, BEST_RECORD = "best.safetensors", "best.json"
@@ -73,10 +74,13 @@ def fit(
     folder: Path,
     lr_scales: Mapping[str, float] | None = None,
     validation: Validation | None = None,
+    epoch_order: EpochOrder | None = None,
 ) -> Fitted:
     """Train `model` on `dataset` into `folder/checkpoints` (resuming a killed run); the kept
     weights (the last, or with `validation` maybe the best epoch's), the per-step metrics and
-    the per-epoch validation records are the stage's outputs."""
+    the per-epoch validation records are the stage's outputs. `epoch_order`, called at each
+    epoch's start with the model as it is then, gives the epoch's items in batch order (exactly
+    `steps_per_epoch` batches); else each epoch is a seeded shuffle."""
     steps_per_epoch = math.ceil(len(dataset) / optim.batch_size)
 
     def loader(epoch: int, skip_batches: int) -> Iterable:
@@ -88,6 +92,7 @@ def fit(
             epoch=epoch,
             num_workers=optim.num_workers,
             skip_batches=skip_batches,
+            order=epoch_order(model, epoch) if epoch_order else None,
         )
 
     checkpoints = folder / CHECKPOINTS
