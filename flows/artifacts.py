@@ -157,11 +157,13 @@ def metrics_rows(metrics: dict[str, Any]) -> list[dict[str, Any]]:
 
 def epoch_rows(lines: list[dict[str, Any]]) -> list[dict[str, Any]]:
     """Table rows of finetune's `epochs.jsonl` (per-epoch validation): epoch (1-based), R@1/5,
-    MedR, the selector's precision@k with a random choice's expectation (percent), its entropy."""
+    MedR (QA: accuracy), the selector's precision@k with a random choice's expectation
+    (percent), its entropy."""
     rows = []
     for line in lines:
         row: dict[str, Any] = {"epoch": line["epoch"] + 1}
-        row |= {name: round(float(line[key]), 1) for name, key in _EPOCH_METRICS.items()}
+        shown = {"accuracy": "accuracy"} if "accuracy" in line else _EPOCH_METRICS
+        row |= {name: round(float(line[key]), 1) for name, key in shown.items()}
         for name in ("selector_precision", "selector_random"):
             value = line.get(name)
             row[name] = None if value is None else round(100 * float(value), 1)

@@ -154,7 +154,8 @@ def run_finetune(inputs: FinetuneInputs) -> Manifest[FinetuneInfo]:
 
 
 def _validation(inputs: FinetuneInputs, sides: Sides) -> Validation | None:
-    """The epoch hook of `finetune.validation` (retrieval tasks), or None without it."""
+    """The epoch hook of `finetune.validation`, or None without it: retrieval R@1 (retrieval,
+    and multiple choice on held-out training videos) or answer accuracy (QA) per epoch."""
     config, task = inputs.config.validation, inputs.ingest.info.task
     if config.split and config.split == inputs.config.split:
         raise ValueError(
@@ -168,18 +169,22 @@ def _validation(inputs: FinetuneInputs, sides: Sides) -> Validation | None:
                 f"(holdout_share={config.holdout_share}, split={config.split!r})"
             )
         return None
-    if task != "retrieval":
+    if task == "mc" and config.split:
         raise ValueError(
-            f"finetune.validation is implemented for retrieval; {inputs.config.dataset!r} is "
-            f"a {task} dataset (set finetune.validation.holdout_share=0 and split='')"
+            f"finetune.validation.split = {config.split!r}: a multiple-choice dataset trains on "
+            "retrieval pairs and its other split is the choice test; validate on held-out "
+            "training videos instead (finetune.validation.holdout_share, split='')"
         )
     if len(sides.validation) == 0:
         raise ValueError(f"finetune.validation: {sides.source} have no pairs with features")
     truth_path = inputs.files()["ground_truth"]
     truth = json.loads(truth_path.read_text()) if truth_path.is_file() else {}
     device = resolve_device(inputs.config.optim.device)
-    validate = Validator(sides.validation, truth, config.precision_k, config.batch_size, device)
-    return Validation(validate, config.select, sides.source, len(sides.validation))
+    validate = Validator(
+        sides.validation, truth, config.precision_k, config.batch_size, device, task=task
+    )
+    criterion = "accuracy" if task == "qa" else "r1"
+    return Validation(validate, config.select, sides.source, len(sides.validation), criterion)
 
 
 def _load_start(

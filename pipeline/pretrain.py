@@ -93,6 +93,7 @@ def run_pretrain(inputs: PretrainInputs) -> Manifest[PretrainInfo]:
                 config.retrieval_candidates,
                 config.optim.seed,
                 folder / CHECKPOINTS / "retrieval",
+                config.optim.num_workers,
             )
         fitted = fit(
             model,

@@ -91,7 +91,12 @@ class BenchmarkInputs(StageInputs):
     """The benchmark's parameters: its files are a function of them alone."""
 
     stage: ClassVar[str] = "benchmark"
-    modules: ClassVar[tuple[str, ...]] = ("pipeline.synth", "storage")
+    modules: ClassVar[tuple[str, ...]] = (
+        "pipeline.synth.long_sparse",
+        "pipeline.synth.concepts",
+        "pipeline.synth.render",
+        "storage",
+    )
     info_type: ClassVar[type] = BenchmarkInfo
 
     config: BenchmarkConfig

@@ -68,10 +68,11 @@ YOUCOOK_256 = {
     "finetune.fineco.strategy": ("fixed_k", "P §5.2"),
     "finetune.fineco.k": (50, "P §5.2"),
 }
-# MSVD and DiDeMo have a validation split of their own (YouCookII's and MSR-VTT's is the test).
+# MSVD, DiDeMo and MSR-VTT-QA have a validation split of their own (YouCookII's and MSR-VTT
+# retrieval's is the test).
 OWN_VALIDATION = {
     "finetune.validation.split": ("val", "P §4.2: checkpoint chosen on the validation set"),
-    "finetune.validation.select": ("best", "I: by validation R@1 (P: by its loss)"),
+    "finetune.validation.select": ("best", "I: by validation R@1 or QA accuracy (P: by loss)"),
 }
 BATCH_I = (128, "I: VideoCLIP's YouCookII batch")
 TABLE7_SWEEP = tuple(SweepPoint("fixed_k", k) for k in (1, 5, 10, 15, 20, 25, 32))
@@ -95,7 +96,7 @@ PRESETS: dict[str, dict[str, tuple[Any, str]]] = {
         **OWN_VALIDATION,
         "finetune.optim.batch_size": (128, "I"),
     },
-    "msrvtt_qa": {**FINETUNING, **QA},
+    "msrvtt_qa": {**FINETUNING, **QA, **OWN_VALIDATION},
     "msrvtt_mc": {**FINETUNING, **MC},
     "youcook2_table6": {
         **FINETUNING,
@@ -110,7 +111,12 @@ PRESETS: dict[str, dict[str, tuple[Any, str]]] = {
             "P Table 6",
         ),
     },
-    "msrvtt_qa_table7": {**FINETUNING, **QA, "finetune.sweep": (TABLE7_SWEEP, "P Table 7")},
+    "msrvtt_qa_table7": {
+        **FINETUNING,
+        **QA,
+        **OWN_VALIDATION,
+        "finetune.sweep": (TABLE7_SWEEP, "P Table 7"),
+    },
     "msrvtt_mc_table7": {**FINETUNING, **MC, "finetune.sweep": (TABLE7_SWEEP, "P Table 7")},
     "howto100m_pretrain": {
         "model.max_video_len": (32, "V how2"),

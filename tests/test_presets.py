@@ -78,9 +78,34 @@ def test_preset_runs_every_stage_on_its_synthetic_format(artifacts: Path, preset
             assert 0.0 <= metrics["accuracy"] <= 100.0
         if preset == "didemo":
             assert metrics["moments"]["annotations"] > 0
+        selection = results[variant]["finetune"].info.training.selection
+        if config.finetune.validation.split:  # its own val split: the best epoch is kept
+            assert selection is not None and selection.select == "best"
+            criterion = "validation answer accuracy" if task == "qa" else "validation R@1"
+            assert selection.criterion == criterion
+            epochs = results[variant]["finetune"].output("epochs").read_text().splitlines()
+            assert len(epochs) == config.finetune.optim.epochs
+            assert ("accuracy" in json.loads(epochs[0])) == (task == "qa")
     report = results["report"]["report"].output("report").read_text()
     assert table in report
     assert "ours: fineco" in report and "ours: baseline" in report
+    if task == "qa":
+        assert "| epoch | accuracy | selector P@k | random | selector entropy |" in report
+
+
+def test_multiple_choice_validates_on_held_out_caption_pairs(artifacts: Path) -> None:
+    """MC trains on caption pairs: held-out training videos validate by retrieval R@1; its
+    other split is the choice test, so naming a split is refused."""
+    held_out = ["finetune.validation.holdout_share=0.3", "finetune.validation.select=best"]
+    config = with_synthetic_data(load_config("msrvtt_mc", [*TINY, *held_out]))
+    results = run_stages(config, ["finetune"], artifacts)
+    selection = results["fineco"]["finetune"].info.training.selection
+    assert selection is not None and selection.criterion == "validation R@1"
+    assert "held out" in selection.validation and selection.validation_pairs > 0
+    named = ["finetune.validation.split=test", "finetune.validation.select=best"]
+    config = with_synthetic_data(load_config("msrvtt_mc", [*TINY, *named]))
+    with pytest.raises(ValueError, match="multiple-choice dataset trains on retrieval pairs"):
+        run_stages(config, ["finetune"], artifacts)
 
 
 def test_pretraining_preset_pretrains_on_the_howto100m_format(artifacts: Path) -> None:

@@ -129,8 +129,11 @@ def test_the_pretrain_stage_trains_on_retrieval_batches(fresh_artifacts: Path) -
     assert plain["pretrain"]["pretrain"].cache_key != pretrain.cache_key
 
 
-def test_retrieval_batches_need_whole_videos_per_batch() -> None:
+def test_retrieval_batches_need_whole_videos_per_batch_and_enough_candidates() -> None:
     overrides = ["batching=retrieval", "clips_per_video=4", "optim.batch_size=6"]
-    expected = r"a multiple of clips_per_video with batching=retrieval .*found 6 and 4"
+    expected = "a multiple of clips_per_video with batching=retrieval, found 6 and 4"
     with pytest.raises(ConfigError, match=expected):
         load_config("tiny", [f"pretrain.{override}" for override in overrides])
+    overrides = ["batching=retrieval", "clips_per_video=2", "optim.batch_size=8"]
+    with pytest.raises(ConfigError, match=r"retrieval_candidates >= the videos per batch .* 3 < 4"):
+        load_config("tiny", [f"pretrain.{o}" for o in [*overrides, "retrieval_candidates=3"]])

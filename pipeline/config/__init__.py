@@ -207,18 +207,24 @@ class PretrainConfig:
     def _ranges_ordered(self) -> PretrainConfig:
         ordered(self, "min_text_tokens", "max_text_tokens")
         ordered(self, "min_video_s", "max_video_s")
-        batch, clips = self.optim.batch_size, self.clips_per_video
-        require(
-            self.batching == "random" or batch % clips == 0,
-            "optim.batch_size a multiple of clips_per_video with batching=retrieval (a batch "
-            f"holds every clip of its videos), found {batch} and {clips}",
-        )
+        if self.batching == "retrieval":  # a batch holds every clip of its videos
+            batch, clips = self.optim.batch_size, self.clips_per_video
+            require(
+                batch % clips == 0,
+                "optim.batch_size a multiple of clips_per_video with batching=retrieval, "
+                f"found {batch} and {clips}",
+            )
+            require(
+                self.retrieval_candidates >= batch // clips,
+                "retrieval_candidates >= the videos per batch (optim.batch_size / "
+                f"clips_per_video), found {self.retrieval_candidates} < {batch // clips}",
+            )
         return self
 
 
 @dataclass(frozen=True, config=SECTION)
 class ValidationConfig:
-    """Validation after every fine-tuning epoch (retrieval; evaluation/validation.py)."""
+    """Validation after every fine-tuning epoch (evaluation/validation.py; QA: accuracy)."""
 
     # Pairs of this share of the training videos (chosen by a hash of the id, the same for every
     # seed and method) are held out of training and validate each epoch; 0 = none.

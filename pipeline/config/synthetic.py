@@ -79,7 +79,8 @@ class SynthConfig:
     didemo_videos: PositiveInt = 10
     didemo_test_videos: PositiveInt = 4
     # Set: the HowTo100M and YouCookII sets are this long-sparse benchmark's pretrain and long
-    # sets rendered as videos (synth/long_sparse_video.py; the segment sizes above are unused).
+    # sets rendered as videos (synth/long_sparse_video.py): its own seed and counts apply, and
+    # `seed`, the video counts and segment sizes above are unused (broken_videos still applies).
     long_sparse: BenchmarkConfig | None = None
 
     @model_validator(mode="after")

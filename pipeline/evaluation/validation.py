@@ -5,7 +5,9 @@ are ranked as the test pairs will be, and the frame selector is checked.
   a share of the training *videos* held out (the lowest sha1 of their ids, so the same videos
   for every seed, method and rerun, and no video on both sides), or the dataset's own split;
 - `Validator`: text→clip retrieval over the validation clips (R@1/5/10, MedR, pessimistic ranks
-  as evaluate's), the selector's precision@k against synthetic ground truth (with a random
+  as evaluate's; multiple choice too, whose training pairs are retrieval pairs), or for QA the
+  answer head's accuracy on the validation questions (out-of-vocabulary answers wrong, as
+  evaluate's); the selector's precision@k against synthetic ground truth (with a random
   choice's expectation) and its mean normalised entropy (1 = uniform, 0 = one frame).
 """
 
@@ -24,7 +26,8 @@ from transformers import PreTrainedTokenizerBase
 from models.videoclip import VideoCLIP
 from pipeline.config import ModelConfig, ValidationConfig
 from pipeline.evaluation.frames import encode_pairs, frame_precision
-from pipeline.evaluation.protocols import clip_targets
+from pipeline.evaluation.protocols import answer_logits, clip_targets
+from pipeline.evaluation.qa_metrics import qa_accuracy
 from pipeline.evaluation.retrieval_metrics import dual_softmax, ranks, retrieval_metrics
 from pipeline.training.data import PairClips
 from storage.features import FeatureStore
@@ -142,23 +145,18 @@ class Validator:
     precision_k: int
     batch_size: int
     device: torch.device
+    task: str = "retrieval"  # "qa": answer accuracy; "retrieval" and "mc": text→clip ranks
 
     def __call__(self, model: VideoCLIP) -> dict[str, Any]:
         encoded = encode_pairs(model, self.dataset, self.batch_size, self.device)
-        spans = [self.dataset.clip_seconds(i) for i in range(len(self.dataset))]
-        clips = clip_targets(self.dataset.video_ids, spans)
-        text, video = encoded.text.astype(np.float64), encoded.video.astype(np.float64)
-        scores = text @ video[clips.first].T  # (queries, clips), in float64 as evaluate
-        metrics = retrieval_metrics(ranks(scores, clips.targets))
-        record: dict[str, Any] = {
-            "r1": metrics["R@1"],
-            "r5": metrics["R@5"],
-            "r10": metrics["R@10"],
-            "medr": metrics["MedR"],
-            "queries": len(self.dataset),
-            "clips": len(clips.first),
-            "selector_entropy": selector_entropy(encoded.frame_logits),
-        }
+        record: dict[str, Any]
+        if self.task == "qa":
+            logits = answer_logits(model, encoded.video, encoded.text, self.batch_size, self.device)
+            answers = np.asarray(self.dataset.answers, dtype=np.int64)  # (N,)
+            record = {"accuracy": qa_accuracy(logits, answers), "queries": len(self.dataset)}
+        else:
+            record = self._retrieval(encoded.text, encoded.video)
+        record["selector_entropy"] = selector_entropy(encoded.frame_logits)
         precision = frame_precision(
             self.dataset, encoded.frame_logits, self.truth, self.precision_k
         )
@@ -166,3 +164,19 @@ class Validator:
             record["selector_precision"] = precision["precision_at_k"]
             record["selector_random"] = precision["random_expectation"]
         return record
+
+    def _retrieval(self, text: np.ndarray, video: np.ndarray) -> dict[str, Any]:
+        """Text→clip ranks of the pooled vectors (N, H) of the validation pairs."""
+        spans = [self.dataset.clip_seconds(i) for i in range(len(self.dataset))]
+        clips = clip_targets(self.dataset.video_ids, spans)
+        text, video = text.astype(np.float64), video.astype(np.float64)
+        scores = text @ video[clips.first].T  # (queries, clips), in float64 as evaluate
+        metrics = retrieval_metrics(ranks(scores, clips.targets))
+        return {
+            "r1": metrics["R@1"],
+            "r5": metrics["R@5"],
+            "r10": metrics["R@10"],
+            "medr": metrics["MedR"],
+            "queries": len(self.dataset),
+            "clips": len(clips.first),
+        }

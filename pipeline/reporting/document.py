@@ -255,7 +255,8 @@ def precision_markdown(
 
 
 def validation_markdown(runs: list[RunSources]) -> str:
-    """Per fine-tuned variant, its per-epoch validation: retrieval and the frame selector."""
+    """Per fine-tuned variant, its per-epoch validation: retrieval (or QA accuracy) and the
+    frame selector."""
     validated = [run for run in runs if run.epochs is not None and run.selection]
     if not validated:
         return ""
@@ -269,24 +270,36 @@ def validation_markdown(runs: list[RunSources]) -> str:
             f"**{run.variant}**: {chosen['validation_pairs']} validation pairs "
             f"({chosen['validation']}); kept: epoch {chosen['selected_epoch'] + 1} ({kept}; "
             f"best {chosen['criterion']}: epoch {chosen['best_epoch'] + 1}).\n\n"
-            "| epoch | R@1 | R@5 | MedR | selector P@k | random | selector entropy |\n"
-            "|---|---|---|---|---|---|---|\n"
-            + "\n".join(_epoch_row(line, chosen["selected_epoch"]) for line in lines)
+            + _epoch_table(lines, chosen["selected_epoch"])
         )
     return "\n\n".join(parts)
 
 
-def _epoch_row(line: dict[str, Any], kept: int) -> str:
-    def share(name: str) -> str:
+def _epoch_table(lines: list[dict[str, Any]], kept: int) -> str:
+    """One row per validated epoch: retrieval R@1/R@5/MedR, or QA accuracy, and the selector."""
+    qa = bool(lines) and "accuracy" in lines[0]
+    quality = "accuracy" if qa else "R@1 | R@5 | MedR"
+    head = f"| epoch | {quality} | selector P@k | random | selector entropy |\n"
+    rule = "|---" * (5 if qa else 7) + "|\n"
+
+    def share(line: dict[str, Any], name: str) -> str:
         value = line.get(name)
         return "–" if value is None else f"{100 * value:.1f}%"
 
-    entropy = line.get("selector_entropy")
-    return (
-        f"| {line['epoch'] + 1}{' (kept)' if line['epoch'] == kept else ''} | {line['r1']:.1f} | "
-        f"{line['r5']:.1f} | {line['medr']:g} | {share('selector_precision')} | "
-        f"{share('selector_random')} | {'–' if entropy is None else f'{entropy:.3f}'} |"
-    )
+    rows = []
+    for line in lines:
+        entropy = line.get("selector_entropy")
+        scores = (
+            f"{line['accuracy']:.1f}"
+            if qa
+            else f"{line['r1']:.1f} | {line['r5']:.1f} | {line['medr']:g}"
+        )
+        rows.append(
+            f"| {line['epoch'] + 1}{' (kept)' if line['epoch'] == kept else ''} | {scores} | "
+            f"{share(line, 'selector_precision')} | {share(line, 'selector_random')} | "
+            f"{'–' if entropy is None else f'{entropy:.3f}'} |"
+        )
+    return head + rule + "\n".join(rows)
 
 
 def curves_markdown(
@@ -334,8 +347,8 @@ def write_strips(
         if video is None and decode_problem:
             problem = decode_problem
         hits = ""
-        if relevant:
-            found, count = top_relevant(probabilities, relevant, clip_start)
+        found, count = top_relevant(probabilities, relevant or set(), clip_start)
+        if count:
             hits = f" · its top {count} seconds: {found} relevant"
         strip = Strip(
             title=captions.get(pair_id)

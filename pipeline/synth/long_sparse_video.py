@@ -32,7 +32,6 @@ from pipeline.synth.long_sparse import (
     HOWTO_FILE,
     YOUCOOK_FILE,
     Clip,
-    PretrainVideo,
     Run,
     all_concepts,
     benchmark_facts,
@@ -60,8 +59,10 @@ FACTS_FILE = "long_sparse.json"
 BROKEN_KINDS = ("truncated", "corrupt")
 
 
-def segments(runs: tuple[Run, ...], rng: random.Random) -> tuple[Segment, ...]:
-    """One rendered segment per run; `rng` draws the seed of randomised sources."""
+def segments(runs: tuple[Run, ...], seed: int, vid: str) -> tuple[Segment, ...]:
+    """One rendered segment per run; the seeds of randomised sources are drawn per video, so a
+    video renders the same whatever else the set holds."""
+    rng = random.Random(f"{seed}:sources:{vid}")
     return tuple(Segment(r.start, r.stop, r.concept.name, rng.randrange(1000)) for r in runs)
 
 
@@ -104,16 +105,17 @@ def synthesize_long_sparse(
     pretrain = plan_pretrain(bench)
     taken = {clip.video_id for clip in clips} | {video.video_id for video in pretrain}
     broken = broken_clips(bench, taken) if config.broken_videos else []
-    rng = random.Random(f"{bench.seed}:sources")
-    long_plans = [VideoPlan(c.video_id, segments(c.runs, rng)) for c in clips]
+    long_plans = [VideoPlan(c.video_id, segments(c.runs, bench.seed, c.video_id)) for c in clips]
     long_plans += [
-        VideoPlan(c.video_id, segments(c.runs, rng), broken=kind)
+        VideoPlan(c.video_id, segments(c.runs, bench.seed, c.video_id), broken=kind)
         for c, kind in zip(broken, BROKEN_KINDS[: len(broken)], strict=True)
     ]
     short_plans = [
         short_plan(clip, plan) for clip, plan in zip(clips, long_plans[: len(clips)], strict=True)
     ]
-    howto_plans = [_pretrain_plan(video, rng) for video in pretrain]
+    howto_plans = [
+        VideoPlan(v.video_id, segments(v.runs, bench.seed, v.video_id)) for v in pretrain
+    ]
 
     roots = {
         "howto": out_dir / HOWTO.folder,
@@ -159,7 +161,3 @@ def synthesize_long_sparse(
     facts = {"level": "video", **benchmark_facts(bench, clips, short_lengths, len(pretrain))}
     atomic_write_json(out_dir / FACTS_FILE, facts)
     return howto, long, short, broken_path, facts
-
-
-def _pretrain_plan(video: PretrainVideo, rng: random.Random) -> VideoPlan:
-    return VideoPlan(video.video_id, segments(video.runs, rng))

@@ -32,7 +32,8 @@ EpochOrder = Callable[[VideoCLIP, int], list[int]]  # (model, epoch) → the epo
 
 CHECKPOINTS = "checkpoints"
 BEST_WEIGHTS, BEST_RECORD = "best.safetensors", "best.json"
-CRITERION = "r1"  # what select=best maximises: validation R@1 (ties keep the earlier epoch)
+# What select=best maximises (ties keep the earlier epoch): an epochs.jsonl key → its name.
+CRITERIA = {"r1": "validation R@1", "accuracy": "validation answer accuracy"}
 # The code a training stage runs (with the stage's own module): part of its cache key.
 TRAINING_MODULES = (
     "pipeline.training.fit",
@@ -136,6 +137,7 @@ class Validation:
     select: str  # "last" or "best"
     source: str  # e.g. "10% of the training videos held out"
     pairs: int
+    criterion: str = "r1"  # a key of CRITERIA: retrieval R@1, or QA answer accuracy
 
 
 class _BestKeeper:
@@ -146,8 +148,9 @@ class _BestKeeper:
 
     def __call__(self, model: VideoCLIP, epoch: int) -> dict[str, Any]:
         record = self.validation.validate(model)
-        earlier = [line[CRITERION] for line in read_lines(self.checkpoints / EPOCHS)]
-        best = not earlier or record[CRITERION] > max(earlier)
+        key = self.validation.criterion
+        earlier = [line[key] for line in read_lines(self.checkpoints / EPOCHS)]
+        best = not earlier or record[key] > max(earlier)
         if best and self.validation.select == "best":
             with atomic_output(self.checkpoints / BEST_WEIGHTS) as tmp:
                 save_model(model, str(tmp))
@@ -161,14 +164,14 @@ def _selection(validation: Validation, checkpoints: Path, epochs: int) -> Select
     lines = read_lines(checkpoints / EPOCHS)
     if len(lines) != epochs:
         raise RuntimeError(f"{checkpoints / EPOCHS}: {len(lines)} epochs validated of {epochs}")
-    scores = [line[CRITERION] for line in lines]
+    scores = [line[validation.criterion] for line in lines]
     best_epoch = lines[scores.index(max(scores))]["epoch"]
     selected = lines[-1]["epoch"]
     if validation.select == "best":
         selected = json.loads((checkpoints / BEST_RECORD).read_text())["epoch"]
     return SelectionFacts(
         select=validation.select,
-        criterion=f"validation {CRITERION.upper().replace('R', 'R@')}",
+        criterion=CRITERIA[validation.criterion],
         validation=validation.source,
         validation_pairs=validation.pairs,
         selected_epoch=selected,

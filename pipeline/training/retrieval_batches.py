@@ -12,7 +12,8 @@ Here, at the start of every epoch, the embedding pass runs over that epoch's own
 training generator. There are ceil(videos / videos_per_batch) seeds, so an epoch has as many
 steps as with random batches (MMPT: videos // 32). MMPT searches a FAISS IVF index (512
 centroids, approximate); this searches exactly (a chunk of seeds against all videos per
-matrix product, on the model's device), which finds the same or nearer videos. The epoch's
+matrix product, on the model's device), which finds the same or nearer videos. The embedding
+pass runs in float32 through a DataLoader with `optim.num_workers` processes. The epoch's
 batches are written to `<folder>/epoch-<e>.json` before the first is trained on, and a run
 resumed mid-epoch reads them back: the model has moved since the epoch began, so recomputing
 would give other batches than the uninterrupted run trained on.
@@ -29,29 +30,33 @@ import numpy as np
 import torch
 
 from models.videoclip import VideoCLIP
-from pipeline.training.data import HowToClips, collate
+from pipeline.training.data import HowToClips, make_loader
 from storage.atomic import atomic_write_json
 
 log = logging.getLogger(__name__)
 
 
-SEED_CHUNK = 1024  # seed videos searched per matrix product: (chunk, V) distances at a time
+DISTANCE_CELLS = 50_000_000  # seeds × videos distances per matrix product (200 MB in float32)
 
 
-def video_vectors(model: VideoCLIP, dataset: HowToClips, batch_size: int) -> torch.Tensor:
+def video_vectors(
+    model: VideoCLIP, dataset: HowToClips, batch_size: int, num_workers: int = 0
+) -> torch.Tensor:
     """(V, H) float32 on the model's device: each video's mean over its clips of (pooled video +
     pooled text)/2, for the dataset's current epoch, with `model` in eval mode (its mode is
-    restored afterwards)."""
+    restored afterwards); items load through a DataLoader with `num_workers` processes."""
     clips = dataset.config.clips_per_video
     device = next(model.parameters()).device
     total = torch.zeros(len(dataset.video_ids), model.hidden_size, device=device)  # (V, H)
+    loader = make_loader(
+        dataset, batch_size, shuffle=False, seed=0, epoch=dataset.epoch, num_workers=num_workers
+    )
     was_training = model.training
     model.eval()
     try:
         with torch.no_grad():
-            for first in range(0, len(dataset), batch_size):
-                indices = range(first, min(first + batch_size, len(dataset)))
-                batch = collate([dataset[i] for i in indices]).to(device)
+            for batch in loader:
+                batch = batch.to(device)
                 video = model.encode_video(batch.video, batch.video_mask).pooled  # (B, H)
                 text = model.encode_text(batch.text_ids, batch.text_mask).pooled  # (B, H)
                 total.index_add_(0, batch.index // clips, ((video + text) / 2).float())
@@ -64,18 +69,19 @@ def neighbour_groups(
     vectors: torch.Tensor, group_size: int, candidates: int, generator: np.random.Generator
 ) -> list[list[int]]:
     """ceil(V / group_size) groups of video positions: for each random seed video, `group_size`
-    drawn at random from its `candidates` nearest videos by L2 (the seed included), searched
-    exactly, SEED_CHUNK seeds per matrix product. `vectors` (V, H). With fewer videos than a
-    group, every group is all of them."""
+    drawn at random from its `candidates` nearest videos by L2 (the seed included; at least
+    `group_size` of them), searched exactly, a chunk of seeds per matrix product. `vectors`
+    (V, H). With fewer videos than a group, every group is all of them."""
     count = len(vectors)
     size, pool = min(group_size, count), min(max(candidates, group_size), count)
     seeds = generator.choice(count, size=math.ceil(count / group_size), replace=count < group_size)
     squares = (vectors * vectors).sum(dim=1)  # (V,)
+    rows = max(1, DISTANCE_CELLS // count)
     groups = []
-    for first in range(0, len(seeds), SEED_CHUNK):
-        chunk = torch.as_tensor(seeds[first : first + SEED_CHUNK], device=vectors.device)  # (c,)
-        # squared L2 distances, (c, V): |a|² + |b|² - 2 a·b
-        distances = squares[chunk, None] + squares[None, :] - 2 * vectors[chunk] @ vectors.T
+    for first in range(0, len(seeds), rows):
+        chunk = torch.as_tensor(seeds[first : first + rows], device=vectors.device)  # (c,)
+        # |b|² - 2 a·b: the squared L2 distance less |a|², which is the same along a row
+        distances = torch.addmm(squares[None, :], vectors[chunk], vectors.T, alpha=-2.0)
         nearest = torch.topk(distances, pool, largest=False).indices.cpu().numpy()  # (c, pool)
         for row in nearest:
             groups.append(sorted(generator.choice(row, size=size, replace=False).tolist()))
@@ -87,7 +93,13 @@ class RetrievalBatches:
     `clips_per_video × videos_per_batch` items per batch, kept in `folder` for resumption."""
 
     def __init__(
-        self, dataset: HowToClips, batch_size: int, candidates: int, seed: int, folder: Path
+        self,
+        dataset: HowToClips,
+        batch_size: int,
+        candidates: int,
+        seed: int,
+        folder: Path,
+        num_workers: int = 0,
     ) -> None:
         clips = dataset.config.clips_per_video
         if batch_size % clips:
@@ -97,6 +109,7 @@ class RetrievalBatches:
             )
         self.dataset, self.batch_size, self.candidates = dataset, batch_size, candidates
         self.videos_per_batch, self.seed, self.folder = batch_size // clips, seed, folder
+        self.num_workers = num_workers
 
     def order(self, model: VideoCLIP, epoch: int) -> list[int]:
         """Item indices of epoch `epoch` in batch order (the groups written before returning)."""
@@ -109,7 +122,7 @@ class RetrievalBatches:
             log.info("retrieval batches of epoch %d read from %s", epoch, path)
         else:
             self.dataset.set_epoch(epoch)
-            vectors = video_vectors(model, self.dataset, self.batch_size)
+            vectors = video_vectors(model, self.dataset, self.batch_size, self.num_workers)
             generator = np.random.default_rng([self.seed, epoch, 0x7E7])
             groups = neighbour_groups(vectors, self.videos_per_batch, self.candidates, generator)
             atomic_write_json(
