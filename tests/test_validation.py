@@ -200,3 +200,27 @@ def test_evaluate_chooses_the_temperature_on_the_runs_validation_pairs(long_set:
             assert set(r1) == {f"{t:g}" for t in config.dual_softmax_grid}
             best = max(r1.values())
             assert r1[f"{metrics['dual_softmax_temperature']:g}"] == best
+
+
+def test_the_temperature_stays_fixed_when_evaluating_another_dataset(long_set: tuple) -> None:
+    """Validation pairs of `long` say nothing of `short`'s scores: T is the config's, and why."""
+    artifacts, _, _, long_root = long_set
+    dataset = DatasetConfig(
+        adapter="youcook2",
+        root=str(long_root.parent / "short"),
+        annotations=YOUCOOK_FILE,
+        features=FEATURES,
+    )
+    ingest = run_ingest(IngestInputs(artifacts=artifacts, dataset="short", config=dataset))
+    extract = run_import(ImportInputs(artifacts=artifacts, dataset="short", ingest=ingest))
+    finetune = run_finetune(finetune_inputs(long_set, HOLDOUT))
+    assert "validation_pairs" in finetune.outputs
+    config = EvaluateConfig(dataset="short", split="val", batch_size=8, device="cpu")
+    scoring = EvaluateInputs(
+        artifacts=artifacts, variant="fineco", config=config, model=MODEL,
+        finetune=finetune, ingest=ingest, extract=extract,
+    )  # fmt: skip
+    metrics = json.loads(run_evaluate(scoring).output("metrics").read_text())
+    assert metrics["dual_softmax_temperature"] == config.dual_softmax_temperature
+    chosen_on = metrics["dual_softmax_choice"]["chosen_on"]
+    assert "the validation pairs are of 'long', this evaluation of 'short'" in chosen_on
