@@ -158,6 +158,62 @@ def test_didemo_paragraph_pairs(tmp_path: Path) -> None:
     assert tables.dropped == {"missing_video_file": 1, "missing_video_file_pairs": 1}
 
 
+@pytest.mark.parametrize(
+    ("video", "expected"),
+    [
+        ("a.mov", "a"),
+        ("a.MP4", "a"),
+        ("3659@N08_50_f5.3g2", "3659@N08_50_f5"),
+        ("a.m2ts", "a"),
+        ("a.mts", "a"),
+        ("a.", "a"),
+        ("a", "a"),
+        ("sub.dir/a.avi", "sub.dir/a"),
+        (".hidden", ".hidden"),
+    ],
+)
+def test_didemo_ids_drop_any_extension_and_a_bare_dot(video: str, expected: str) -> None:
+    assert didemo.video_id_of(video) == expected
+
+
+def test_didemo_reads_real_names_and_any_subset_of_split_files(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """The public repository has val and test only; its names end in .mts, .3g2, .m2ts or a
+    bare dot; a video listed under two names is one video, with a warning."""
+    root = tmp_path / "didemo"
+    root.mkdir()
+    val = [
+        _record(1, "cam.mts", "a boat"),
+        _record(2, "phone.3g2", "a cat"),
+        _record(3, "phone.mp4", "the cat sleeps"),
+        _record(4, "odd.", "a kite"),
+    ]
+    test = [_record(5, "disc.m2ts", "a train")]
+    (root / "val_data.json").write_text(json.dumps(val))
+    (root / "test_data.json").write_text(json.dumps(test))
+    _touch(root / "videos", "cam.mts", "phone.mp4", "odd.mp4", "disc.m2ts")
+    config = _config("didemo")
+    assert didemo.annotation_files(config, root) == [
+        root / "val_data.json",
+        root / "test_data.json",
+    ]
+    with caplog.at_level("WARNING", logger="pipeline.datasets.didemo"):
+        tables = didemo.load(config, root)
+    assert tables.dropped == {}
+    assert tables.pairs.pair_id.tolist() == ["cam", "disc", "odd", "phone"]
+    assert tables.pairs.split.tolist() == ["val", "test", "val", "val"]
+    assert tables.pairs.text.tolist()[3] == "a cat the cat sleeps"
+    assert "'phone' is listed as phone.3g2 and phone.mp4" in caplog.text
+
+
+def test_didemo_without_any_split_file_names_them(tmp_path: Path) -> None:
+    (tmp_path / "videos").mkdir()
+    with pytest.raises(FileNotFoundError, match=r"none of train_data\.json, val_data\.json, test"):
+        didemo.load(_config("didemo"), tmp_path)
+    assert len(didemo.annotation_files(_config("didemo"), tmp_path)) == 3
+
+
 def test_didemo_moment_annotations(tmp_path: Path) -> None:
     root = _didemo(tmp_path / "didemo")
     frame = didemo.moment_annotations(root, "val")

@@ -13,10 +13,13 @@ Paragraph-to-video pairs (CLIP4Clip `dataloader_didemo_retrieval.py` protocol): 
 video, text = its descriptions in annotation order, exact duplicates (after stripping) removed,
 joined with single spaces; the pair covers the whole video (`start_s = 0`,
 `end_s = WHOLE_VIDEO_END_S`, a large finite end that `PairClips` clips to the video's length);
-`pair_id` = `video_id`, the "video" field without its video suffix (`x.mov` → `x`, so a file
-re-encoded to `x.mp4` still matches). The split is the data file the video comes from. The files
-are read from `<root>/<config.annotations>` (a folder; "" = root); all three must exist.
-Annotated videos without a file are dropped and counted, as in the other adapters.
+`pair_id` = `video_id`, the "video" field without its extension, whatever it is (`x.mov`,
+`x.3g2`, `x.m2ts` → `x`; a bare trailing dot too, `x.` → `x`), as the public DiDeMo tools name
+videos, so a file re-encoded to `x.mp4` still matches. One video listed under two names
+(`x.mov` and `x.mp4`) is one video: its descriptions are joined and a warning names both. The
+split is the data file the video comes from. The files are read from `<root>/<config.annotations>`
+(a folder; "" = root): whichever of the three exist (the public repository lacks the train file),
+at least one. Annotated videos without a file are dropped and counted, as in the other adapters.
 """
 
 from __future__ import annotations
@@ -34,7 +37,6 @@ import pandas as pd
 from pipeline.config import DatasetConfig
 from pipeline.datasets.tables import (
     PAIR_COLUMNS,
-    VIDEO_SUFFIXES,
     WHOLE_VIDEO_END_S,
     AnnotationError,
     DatasetTables,
@@ -60,9 +62,10 @@ class Moment:
     """One validated annotation: a description and each annotator's (s, e) chunk interval."""
 
     annotation_id: Any
-    video_id: str
+    video_id: str  # the "video" field without its extension
     description: str
     times: list[tuple[int, int]]
+    video: str = ""  # the "video" field as written
 
 
 def annotation_dir(config: DatasetConfig, root: Path) -> Path:
@@ -75,23 +78,32 @@ def data_path(folder: Path, split: str) -> Path:
 
 
 def annotation_files(config: DatasetConfig, root: Path) -> list[Path]:
-    """Every file whose content decides the tables: the three `*_data.json`."""
-    return [data_path(annotation_dir(config, root), split) for split in SPLITS]
+    """Every file whose content decides the tables: the `*_data.json` files that exist (all
+    three when none does, so that the missing ones are named)."""
+    paths = [data_path(annotation_dir(config, root), split) for split in SPLITS]
+    return [path for path in paths if path.is_file()] or paths
 
 
 def video_id_of(video: str) -> str:
-    """The "video" field without a video suffix (`a.mov` → `a`); other names are kept whole."""
-    path = PurePosixPath(video)
-    return str(path.with_suffix("")) if path.suffix.lower() in VIDEO_SUFFIXES else video
+    """The "video" field without its extension (`a.mov`, `a.3g2` → `a`) or a bare trailing dot
+    (`a.` → `a`); a name without a dot, or a dot file, is kept whole."""
+    name = PurePosixPath(video).name
+    stem, dot, _ = name.rpartition(".")
+    return video[: len(video) - len(name)] + stem if dot and stem else video
 
 
 def load(config: DatasetConfig, root: Path) -> DatasetTables:
     """Read the three data files, build one paragraph pair per video and match video files."""
     folder = annotation_dir(config, root)
+    present = [split for split in SPLITS if data_path(folder, split).is_file()]
+    if not present:
+        names = ", ".join(data_path(folder, split).name for split in SPLITS)
+        raise FileNotFoundError(f"didemo dataset at {root}: none of {names} is in {folder}")
     paragraphs: dict[str, list[str]] = {}
     splits: dict[str, str] = {}
     origin: dict[str, Path] = {}
-    for split in SPLITS:
+    names: dict[str, set[str]] = {}  # video id -> the "video" names it is listed under
+    for split in present:
         path = data_path(folder, split)
         for index, moment in enumerate(read_moments(path)):
             video_id = moment.video_id
@@ -101,9 +113,16 @@ def load(config: DatasetConfig, root: Path) -> DatasetTables:
                 raise AnnotationError(path, record, "video", "a video in one split only", found)
             splits[video_id] = split
             origin[video_id] = path
+            names.setdefault(video_id, set()).add(moment.video)
             texts = paragraphs.setdefault(video_id, [])
             if moment.description not in texts:
                 texts.append(moment.description)
+    for video_id, listed in sorted(names.items()):
+        if len(listed) > 1:
+            log.warning(
+                "didemo: video %r is listed as %s: one video, its descriptions joined",
+                video_id, " and ".join(sorted(listed)),
+            )  # fmt: skip
     files = media_files(config, root)
     matched = match_video_files(paragraphs, files)
     dropped: Counter[str] = Counter()
@@ -126,8 +145,9 @@ def load(config: DatasetConfig, root: Path) -> DatasetTables:
         columns["split"].append(splits[video_id])
     pairs = pairs_table(columns)
     log.info(
-        "didemo %s: %d videos, %d pairs, dropped %s", folder, len(kept), len(pairs), dict(dropped)
-    )
+        "didemo %s (%s): %d videos, %d pairs, dropped %s",
+        folder, "+".join(present), len(kept), len(pairs), dict(dropped),
+    )  # fmt: skip
     return DatasetTables(videos=videos_table(kept, kept_splits), pairs=pairs, dropped=dict(dropped))
 
 
@@ -172,7 +192,8 @@ def _moment(path: Path, index: int, item: Any) -> Moment:
         if not 0 <= start <= end < N_CHUNKS:
             raise AnnotationError(path, record, "times", expected, shown(pair))
         times.append((start, end))
-    return Moment(annotation_id, video_id_of(video.strip()), description.strip(), times)
+    name = video.strip()
+    return Moment(annotation_id, video_id_of(name), description.strip(), times, name)
 
 
 def moment_annotations(root: Path, split: str) -> pd.DataFrame:

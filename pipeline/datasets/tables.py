@@ -58,7 +58,10 @@ VIDEO_SUFFIXES: frozenset[str] = frozenset(
         ".flv",
         ".wmv",
         ".ts",
+        ".mts",  # AVCHD camera files (DiDeMo's Flickr videos include them)
+        ".m2ts",
         ".3gp",
+        ".3g2",
     }
 )
 
