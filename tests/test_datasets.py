@@ -358,3 +358,24 @@ def test_every_adapter_is_reachable_from_a_config(tmp_path: Path, adapter: str) 
     with pytest.raises((FileNotFoundError, AnnotationError)) as caught:
         load_dataset(config, tmp_path)
     assert str(tmp_path) in str(caught.value)
+
+
+def test_a_utf8_byte_order_mark_is_accepted_in_every_text_format(tmp_path: Path) -> None:
+    """Files saved by Windows tools start with a BOM; every reader decodes it away."""
+    from pipeline.datasets.howto100m import SPLIT_LISTS, read_split_lists
+    from pipeline.datasets.msrvtt_files import read_csv_rows
+    from pipeline.datasets.msvd import read_splits
+    from pipeline.datasets.tables import read_json
+
+    bom = "\ufeff"
+    (tmp_path / "a.json").write_text(bom + '{"database": {}}', encoding="utf-8")
+    assert read_json(tmp_path / "a.json") == {"database": {}}
+    (tmp_path / "a.csv").write_text(bom + "video_id,x\nvideo7,1\n", encoding="utf-8")
+    assert read_csv_rows(tmp_path / "a.csv", ["video_id"]) == [
+        (2, {"video_id": "video7", "x": "1"})
+    ]
+    (tmp_path / "train.txt").write_text(bom + "clip1\nclip2\n", encoding="utf-8")
+    assert read_splits({"train": tmp_path / "train.txt"}) == {"clip1": "train", "clip2": "train"}
+    split, name = next(iter(SPLIT_LISTS.items()))
+    (tmp_path / name).write_text(bom + "vid1\n", encoding="utf-8")
+    assert read_split_lists(tmp_path) == {"vid1": split}

@@ -149,7 +149,7 @@ def read_split_lists(root: Path) -> dict[str, str] | None:
         return None
     splits: dict[str, str] = {}
     for split, path in present.items():
-        for line_number, line in enumerate(path.read_text(encoding="utf-8").splitlines(), 1):
+        for line_number, line in enumerate(path.read_text(encoding="utf-8-sig").splitlines(), 1):
             video_id = line.strip()
             if not video_id:
                 continue

@@ -81,7 +81,7 @@ def read_csv_rows(
     if not path.is_file():
         raise FileNotFoundError(f"annotation file {path} does not exist")
     try:
-        with path.open(encoding="utf-8", newline="") as handle:
+        with path.open(encoding="utf-8-sig", newline="") as handle:
             reader = csv.DictReader(handle, delimiter=delimiter)
             header = reader.fieldnames or []
             for field in required:

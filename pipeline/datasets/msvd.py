@@ -152,7 +152,7 @@ def read_splits(paths: dict[str, Path]) -> dict[str, str]:
     for split, path in paths.items():
         if not path.is_file():
             raise FileNotFoundError(f"split list {path} does not exist")
-        for line_no, line in enumerate(path.read_text(encoding="utf-8").splitlines(), start=1):
+        for line_no, line in enumerate(path.read_text(encoding="utf-8-sig").splitlines(), start=1):
             video_id = line.strip()
             if not video_id:
                 continue

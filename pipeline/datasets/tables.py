@@ -123,7 +123,7 @@ def read_json(path: Path) -> Any:
     if not path.is_file():
         raise FileNotFoundError(f"annotation file {path} does not exist")
     try:
-        with path.open(encoding="utf-8") as handle:
+        with path.open(encoding="utf-8-sig") as handle:
             return json.load(handle)
     except json.JSONDecodeError as error:
         record = f"line {error.lineno} column {error.colno}"
