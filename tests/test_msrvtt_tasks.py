@@ -13,7 +13,7 @@ import pandas as pd
 import pytest
 import torch
 from manifests import write_feature_index
-from msrvtt_files import MC_CONFIG, MC_HEADER, QA_CONFIG, mc_root, qa, qa_root
+from msrvtt_files import MC_CONFIG, MC_HEADER, QA_CONFIG, TRAIN_QA, mc_root, qa, qa_root
 from tiny_model import FEATURE_DIM as DIM
 from tiny_model import TINY_MODEL as MODEL
 
@@ -67,6 +67,21 @@ def test_qa_tables(tmp_path: Path) -> None:
     }
     names = [path.name for path in msrvtt.annotation_files(QA_CONFIG, root)]
     assert names == ["train_qa.json", "val_qa.json", "test_qa.json"]
+
+
+def test_qa_video_ids_may_be_video_strings(tmp_path: Path) -> None:
+    """Some re-exports write "video7" where MSR-VTT-QA writes 7: both name the same video."""
+    as_text = [{**item, "video_id": f"video{item['video_id']}"} for item in TRAIN_QA]
+    numbers = msrvtt.load(QA_CONFIG, qa_root(tmp_path / "numbers")).pairs
+    strings = msrvtt.load(QA_CONFIG, qa_root(tmp_path / "strings", as_text)).pairs
+    pd.testing.assert_frame_equal(numbers, strings)
+
+
+@pytest.mark.parametrize("video", ["clip7", "video-1", "video", -1, 2.5, None])
+def test_qa_video_ids_that_name_no_video_are_refused(tmp_path: Path, video: Any) -> None:
+    with pytest.raises(AnnotationError) as raised:
+        msrvtt.load(QA_CONFIG, qa_root(tmp_path, [{**qa(0, 1, "man"), "video_id": video}]))
+    assert raised.value.field == "video_id" and raised.value.record == "item 0"
 
 
 @pytest.mark.parametrize(

@@ -241,14 +241,23 @@ def _qa_items(path: Path) -> list[tuple[int, str, str, str]]:
             found = f"{qa_id}, also the id of item {first_index[qa_id]}"
             raise AnnotationError(path, record, "id", "an id unique within the file", found)
         first_index[qa_id] = index
-        video = whole_seconds(item["video_id"])
-        if video is None or video < 0:
-            raise AnnotationError(
-                path, record, "video_id", "an integer >= 0 (video<N>)", shown(item["video_id"])
-            )
+        video = _qa_video_number(item["video_id"])
+        if video is None:
+            expected = 'an integer >= 0 or "video<N>"'
+            raise AnnotationError(path, record, "video_id", expected, shown(item["video_id"]))
         for field in ("question", "answer"):
             value = item[field]
             if not isinstance(value, str) or not value.strip():
                 raise AnnotationError(path, record, field, "a non-empty string", shown(value))
         items.append((qa_id, f"video{video}", item["question"], item["answer"]))
     return items
+
+
+def _qa_video_number(value: Any) -> int | None:
+    """N of a QA item's video: the number (MSR-VTT-QA's files) or "video<N>" (some re-exports),
+    or None for anything else."""
+    if isinstance(value, str):
+        match = re.fullmatch(r"\s*video(\d+)\s*", value)
+        return int(match.group(1)) if match else None
+    number = whole_seconds(value)
+    return number if number is not None and number >= 0 else None
