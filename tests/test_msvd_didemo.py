@@ -9,6 +9,7 @@ import pickle
 from pathlib import Path
 from typing import Any
 
+import pandas as pd
 import pytest
 
 from pipeline.config import DatasetConfig
@@ -111,6 +112,36 @@ def test_msvd_video_in_two_lists(tmp_path: Path) -> None:
         msvd.load(_config("msvd"), root)
     assert caught.value.file == root / "test_list.txt"
     assert caught.value.record == "line 1"
+
+
+def test_msvd_all_video_descriptions_txt_gives_the_pickles_tables(tmp_path: Path) -> None:
+    """The corpus's own text file (with its comment header and blank lines) reads into the
+    same tables as the pickle of the same captions."""
+    root = _msvd(tmp_path / "msvd")
+    lines = ["# MSVD descriptions, one per line", "#", ""]
+    lines += [f"{v} {' '.join(c)}" for v, caps in MSVD_CAPTIONS.items() for c in caps]
+    (root / "AllVideoDescriptions.txt").write_text("\n".join(lines) + "\n")
+    from_pickle = msvd.load(_config("msvd"), root)
+    from_text = msvd.load(_config("msvd", "AllVideoDescriptions.txt"), root)
+    pd.testing.assert_frame_equal(from_text.pairs, from_pickle.pairs)
+    pd.testing.assert_frame_equal(from_text.videos, from_pickle.videos)
+    assert msvd.annotation_files(_config("msvd", "AllVideoDescriptions.txt"), root)[0].name == (
+        "AllVideoDescriptions.txt"
+    )
+
+
+@pytest.mark.parametrize(
+    ("text", "record"),
+    [("vidB_1_9 a cat\nlonely_id\n", "line 2"), ("# only a header\n", "top level")],
+)
+def test_msvd_all_video_descriptions_errors_name_the_line(
+    tmp_path: Path, text: str, record: str
+) -> None:
+    root = _msvd(tmp_path / "msvd")
+    (root / "AllVideoDescriptions.txt").write_text(text)
+    with pytest.raises(AnnotationError) as raised:
+        msvd.load(_config("msvd", "AllVideoDescriptions.txt"), root)
+    assert raised.value.record == record and raised.value.file.name == "AllVideoDescriptions.txt"
 
 
 # ---------------------------------------------------------------- DiDeMo

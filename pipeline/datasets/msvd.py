@@ -8,7 +8,10 @@ Format (reference/videoclip-facts.md §2.7, "MSVD"; CLIP4Clip `dataloader_msvd_r
     test_list.txt
 
 The pickle is `<root>/<config.annotations or "raw-captions.pkl">`; the three list files sit next
-to it. One pair per caption: text = the tokens joined with single spaces,
+to it. The corpus's own `AllVideoDescriptions.txt` (the file most copies have) is read instead
+when `annotations` names a `.txt` file: lines `<video_id> <description>` (video id = the clip's
+file name, `-4wsuPCjDBc_5_15`), `#` comment lines and blank lines skipped, captions in file
+order. One pair per caption: text = the tokens joined with single spaces,
 `pair_id = "<video_id>:<i>"` with i the caption's index in the video's list; every pair covers the
 whole video (`start_s = 0`, `end_s = WHOLE_VIDEO_END_S`, a large finite end that `PairClips`
 clips to the video's length). The split of a video is the list file naming it.
@@ -79,7 +82,7 @@ def annotation_files(config: DatasetConfig, root: Path) -> list[Path]:
 def load(config: DatasetConfig, root: Path) -> DatasetTables:
     """Read and validate the captions and split lists, match video files, build the tables."""
     path = annotation_path(config, root)
-    captions = read_captions(path)
+    captions = read_descriptions(path) if path.suffix.lower() == ".txt" else read_captions(path)
     splits = read_splits({split: list_path(config, root, split) for split in SPLITS})
     files = media_files(config, root)
     matched = match_video_files(captions, files)
@@ -130,6 +133,31 @@ def read_captions(path: Path) -> dict[str, list[str]]:
             expected = "a list of captions, each a list of tokens"
             raise AnnotationError(path, record, "<captions>", expected, shown(entry))
         captions[video_id] = [_caption(path, video_id, i, c) for i, c in enumerate(entry)]
+    return captions
+
+
+def read_descriptions(path: Path) -> dict[str, list[str]]:
+    """`AllVideoDescriptions.txt`: video id → its descriptions, in file order."""
+    if not path.is_file():
+        raise FileNotFoundError(f"annotation file {path} does not exist")
+    try:
+        text = path.read_text(encoding="utf-8-sig")
+    except UnicodeDecodeError as error:
+        found = f"bytes that are not UTF-8 ({error})"
+        raise AnnotationError(path, "top level", "<file>", "UTF-8 text", found) from error
+    captions: dict[str, list[str]] = {}
+    for line_no, line in enumerate(text.splitlines(), start=1):
+        stripped = line.strip()
+        if not stripped or stripped.startswith("#"):
+            continue
+        video_id, _, description = stripped.partition(" ")
+        if not description.strip():
+            expected = "a video id and a description after it"
+            raise AnnotationError(path, f"line {line_no}", "description", expected, shown(line))
+        captions.setdefault(video_id, []).append(description.strip())
+    if not captions:
+        expected = "lines '<video_id> <description>'"
+        raise AnnotationError(path, "top level", "<file>", expected, "no description line")
     return captions
 
 
