@@ -6,13 +6,17 @@ shard, any process) → `finish_decode` (the `decode.parquet` status table and t
 check). `run_decode` does all three, with one decoder process per core.
 
 Bad videos never stop the stage: each gets a status row with its reason. The stage fails only
-when their share exceeds `decode.max_bad_share`, and then names them; shards already finished
-stay in the pool, so a rerun after fixing the inputs redoes nothing that succeeded.
+when the share of failed videos exceeds `decode.max_bad_share`; the status table is written
+first, and the error names the failed videos, the counts of every status, the table and the
+override that would pass. Videos under one second are `too_short`: excluded, never counted as
+failed. Shards already finished stay in the pool, so a rerun after fixing the inputs redoes
+nothing that succeeded.
 """
 
 from __future__ import annotations
 
 import logging
+import math
 import os
 import time
 from collections.abc import Callable, Iterable
@@ -176,16 +180,24 @@ def finish_decode(
     return pd.DataFrame(rows, columns=STATUS_COLUMNS)  # shard "": frames not kept
 
 
-def check_bad_share(table: pd.DataFrame, config: DecodeConfig, dataset: str) -> None:
-    """Raise when more than `max_bad_share` of the videos failed, naming them and why."""
+def check_bad_share(
+    table: pd.DataFrame, config: DecodeConfig, dataset: str, written: Path | None = None
+) -> None:
+    """Raise when more than `max_bad_share` of the videos failed, naming them and why, the
+    counts of every status, the table already `written` and the override that would pass.
+    Videos under one second (`too_short`) are excluded, not counted as failed."""
     failed = table[table.status == "failed"]
     if len(table) == 0 or len(failed) / len(table) <= config.max_bad_share:
         return
     listed = "; ".join(f"{r.video_id}: {r.error}" for r in failed.head(20).itertuples())
     more = f" (and {len(failed) - 20} more)" if len(failed) > 20 else ""
+    counts = ", ".join(f"{k} {int(v)}" for k, v in sorted(table.status.value_counts().items()))
+    needed = math.ceil(1000 * len(failed) / len(table)) / 1000  # the share, rounded up
+    where = f"; every video's status and reason: {written}" if written else ""
     raise DecodeStageError(
         f"decode of dataset {dataset!r}: {len(failed)} of {len(table)} videos failed "
-        f"({len(failed) / len(table):.0%}), above decode.max_bad_share={config.max_bad_share}: "
+        f"({len(failed) / len(table):.0%}), above decode.max_bad_share={config.max_bad_share} "
+        f"(statuses: {counts}{where}; to go on without them: decode.max_bad_share={needed}): "
         f"{listed}{more}"
     )
 
@@ -219,8 +231,8 @@ def run_decode(
         for record in _with_progress(shards, len(tasks), time.perf_counter()):
             records.update({row["video_id"]: record for row in record.rows})
         table = finish_decode(videos, records, pool, folder)
-        check_bad_share(table, config, name)
-        write_table(table, folder / "decode.parquet")
+        write_table(table, folder / "decode.parquet")  # first: a failing check points at it
+        check_bad_share(table, config, name, folder / "decode.parquet")
         return StageResult(outputs={"decode": "decode.parquet"}, info=_summary(name, table, config))
 
     return run_cached(inputs, build)

@@ -198,7 +198,7 @@ class IngestInfo:
 class DecodeInfo:
     dataset: str
     videos: int
-    status_counts: dict[str, int]  # ok / truncated / failed → videos
+    status_counts: dict[str, int]  # ok / truncated / failed / too_short → videos
     seconds: int  # one-second clips decoded
     bad_videos: dict[str, str]  # video id → "status: reason"
     frames_per_second: int

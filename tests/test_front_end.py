@@ -7,12 +7,13 @@ import shutil
 from pathlib import Path
 
 import numpy as np
+import pandas as pd
 import pytest
 
 from flows.cli import main
-from pipeline.config import Config
+from pipeline.config import Config, DecodeConfig
 from pipeline.config.loading import load_config
-from pipeline.decode import DecodeStageError
+from pipeline.decode import DecodeStageError, check_bad_share
 from pipeline.runner import FRONT_END, run_stages
 from storage.features import FeatureStore
 from storage.tables import read_table
@@ -91,8 +92,13 @@ def test_adding_a_video_extracts_only_the_new_one(artifacts: Path) -> None:
 
 def test_too_many_bad_videos_fail_and_keep_finished_shards(artifacts: Path) -> None:
     config = load_config("tiny", ["decode.max_bad_share=0.1"])
-    with pytest.raises(DecodeStageError, match=r"1 of 6 videos failed.*unreadable"):
+    with pytest.raises(DecodeStageError, match=r"1 of 6 videos failed.*unreadable") as raised:
         run_stages(config, ["decode"], artifacts)
+    message = str(raised.value)
+    assert "statuses: failed 1, ok 4, truncated 1" in message
+    assert "to go on without them: decode.max_bad_share=0.167" in message
+    table = Path(message.split("every video's status and reason: ")[1].split(";")[0])
+    assert sorted(read_table(table).status) == ["failed", "ok", "ok", "ok", "ok", "truncated"]
     pools = list((artifacts / "decode").glob("pool-*/frames-*.json"))
     assert pools, "finished shards are kept for the next run"
     relaxed = load_config("tiny", ["decode.max_bad_share=0.5"])
@@ -143,3 +149,17 @@ def test_without_kept_frames_features_match(artifacts: Path) -> None:
             kept_store.features(video_id).astype(np.float32),
             atol=2e-3,
         )
+
+
+def test_videos_under_a_second_are_excluded_not_counted_as_broken() -> None:
+    table = pd.DataFrame(
+        {
+            "video_id": [f"v{i}" for i in range(10)],
+            "status": ["ok"] * 6 + ["too_short"] * 3 + ["failed"],
+            "error": [""] * 6 + ["too_short: the video lasts 0.52 s"] * 3 + ["unreadable: x"],
+        }
+    )
+    config = DecodeConfig(max_bad_share=0.15)
+    check_bad_share(table, config, "mine")  # 1 failed of 10: the 3 short ones do not count
+    with pytest.raises(DecodeStageError, match=r"statuses: failed 1, ok 6, too_short 3"):
+        check_bad_share(table, DecodeConfig(max_bad_share=0.05), "mine")

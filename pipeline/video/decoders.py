@@ -70,7 +70,7 @@ class DecodeOutcome:
     """One row of decode.parquet. Unknown facts of a video that failed to probe are NaN / ""."""
 
     video_id: str
-    status: Literal["ok", "truncated", "failed"]
+    status: Literal["ok", "truncated", "failed", "too_short"]
     error: str  # "" when ok; "<reason>: <message>" when failed
     duration_s: float
     native_fps: float
@@ -296,9 +296,9 @@ def decode_video(
     except VideoError as error:
         log.warning("decode %s: %s", video_id, error)
         nan = float("nan")
-        return DecodeOutcome(
-            video_id, "failed", f"{error.reason}: {error.message}", nan, nan, "", 0
-        )
+        # Under one second is no feature step: excluded as too short, not counted as broken.
+        status = "too_short" if error.reason == "too_short" else "failed"
+        return DecodeOutcome(video_id, status, f"{error.reason}: {error.message}", nan, nan, "", 0)
     expected = clip_count(info)
     writer.begin_video(video_id)
     try:
