@@ -299,12 +299,12 @@ def test_qa_vocabulary_and_coverage(tmp_path: Path) -> None:
     ("train", "field"),
     [
         ([{"id": 0, "video_id": 1, "question": "q?"}], "answer"),
-        ([{"id": 0, "video_id": "video1", "question": "q?", "answer": "a"}], "video_id"),
+        ([{"id": 0, "video_id": "clip1", "question": "q?", "answer": "a"}], "video_id"),
         ([qa(0, 1, "a"), qa(0, 2, "b")], "id"),
         ([qa(0, 1, "")], "answer"),
         ({"id": 0}, "<file>"),
     ],
-    ids=["missing answer", "string video_id", "repeated id", "empty answer", "not a list"],
+    ids=["missing answer", "video_id naming no video", "repeated id", "empty answer", "not a list"],
 )
 def test_qa_malformed(tmp_path: Path, train: Any, field: str) -> None:
     with pytest.raises(AnnotationError) as raised:

@@ -238,6 +238,16 @@ def test_didemo_reads_real_names_and_any_subset_of_split_files(
     assert "'phone' is listed as phone.3g2 and phone.mp4" in caplog.text
 
 
+def test_didemo_an_annotation_id_twice_is_an_error_naming_both(tmp_path: Path) -> None:
+    root = _didemo(
+        tmp_path / "didemo", train=[_record(1, "vid1.mov", "a"), _record(5, "vid2.mp4", "b")]
+    )
+    with pytest.raises(AnnotationError) as raised:  # 5 is also val's first annotation
+        didemo.load(_config("didemo"), root)
+    assert raised.value.file.name == "val_data.json" and raised.value.field == "annotation_id"
+    assert "also annotation 1 of train_data.json" in str(raised.value)
+
+
 def test_didemo_without_any_split_file_names_them(tmp_path: Path) -> None:
     (tmp_path / "videos").mkdir()
     with pytest.raises(FileNotFoundError, match=r"none of train_data\.json, val_data\.json, test"):

@@ -103,9 +103,16 @@ def load(config: DatasetConfig, root: Path) -> DatasetTables:
     splits: dict[str, str] = {}
     origin: dict[str, Path] = {}
     names: dict[str, set[str]] = {}  # video id -> the "video" names it is listed under
+    annotations: dict[Any, tuple[Path, int]] = {}  # annotation_id -> where it was first seen
     for split in present:
         path = data_path(folder, split)
         for index, moment in enumerate(read_moments(path)):
+            if moment.annotation_id in annotations:
+                first, at = annotations[moment.annotation_id]
+                found = f"{moment.annotation_id!r}, also annotation {at} of {first.name}"
+                record = f"annotation {index}"
+                raise AnnotationError(path, record, "annotation_id", "a unique id", found)
+            annotations[moment.annotation_id] = (path, index)
             video_id = moment.video_id
             if video_id in splits and splits[video_id] != split:
                 record = f"annotation {index} (id {moment.annotation_id!r})"

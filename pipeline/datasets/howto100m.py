@@ -70,11 +70,14 @@ def annotation_files(config: DatasetConfig, root: Path) -> list[Path]:
 def load(config: DatasetConfig, root: Path) -> DatasetTables:
     """Read and validate the captions, match them to video files and build the tables."""
     path = caption_path(config, root)
-    captions = read_captions(path)
+    captions, empty = _without_empty_texts(read_captions(path))
     listed = read_split_lists(root)
     files = media_files(config, root)
     matched = match_video_files(captions, files)
     dropped: Counter[str] = Counter()
+    if empty:  # ASR lines with no words: nothing to pair a clip with
+        dropped["empty_caption_text"] = empty
+        log.warning("howto100m %s: %d captions with empty text left out", path, empty)
     kept: dict[str, Path] = {}
     splits: dict[str, str] = {}
     for video_id, (starts, _, _) in captions.items():
@@ -96,6 +99,21 @@ def load(config: DatasetConfig, root: Path) -> DatasetTables:
         "howto100m %s: %d videos, %d pairs, dropped %s", path, len(kept), len(pairs), dict(dropped)
     )
     return DatasetTables(videos=videos_table(kept, splits), pairs=pairs, dropped=dict(dropped))
+
+
+def _without_empty_texts(captions: dict[str, Captions]) -> tuple[dict[str, Captions], int]:
+    """The captions without those whose text is empty or blank, and how many those were."""
+    kept: dict[str, Captions] = {}
+    empty = 0
+    for video_id, (starts, ends, texts) in captions.items():
+        keep = [i for i, text in enumerate(texts) if text.strip()]
+        empty += len(texts) - len(keep)
+        kept[video_id] = (
+            [starts[i] for i in keep],
+            [ends[i] for i in keep],
+            [texts[i] for i in keep],
+        )
+    return kept, empty
 
 
 def read_captions(path: Path) -> dict[str, Captions]:

@@ -118,13 +118,33 @@ def shown(value: Any) -> str:
     return f"{text} ({kind})"
 
 
+class _DuplicateKey(ValueError):
+    def __init__(self, key: str) -> None:
+        super().__init__(key)
+        self.key = key
+
+
+def _unique_keys(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+    """json's object hook: an object naming a key twice (json would keep the last silently)."""
+    seen: dict[str, Any] = {}
+    for key, value in pairs:
+        if key in seen:
+            raise _DuplicateKey(key)
+        seen[key] = value
+    return seen
+
+
 def read_json(path: Path) -> Any:
-    """Parse a JSON annotation file; text that is not JSON is an AnnotationError naming the spot."""
+    """Parse a JSON annotation file; text that is not JSON, or an object with a key twice (a
+    video listed twice: json keeps one copy silently), is an AnnotationError naming the spot."""
     if not path.is_file():
         raise FileNotFoundError(f"annotation file {path} does not exist")
     try:
         with path.open(encoding="utf-8-sig") as handle:
-            return json.load(handle)
+            return json.load(handle, object_pairs_hook=_unique_keys)
+    except _DuplicateKey as error:
+        found = f"key {error.key!r} twice in one object"
+        raise AnnotationError(path, f"key {error.key!r}", "<key>", "each key once", found) from None
     except json.JSONDecodeError as error:
         record = f"line {error.lineno} column {error.colno}"
         found = f"text that is not JSON ({error.msg})"

@@ -272,6 +272,7 @@ def _video(path: Path, video_id: str, entry: Any) -> Video:
         raise AnnotationError(path, record, "annotations", "a list", shown(annotations))
     segments = [_segment(path, video_id, index, item) for index, item in enumerate(annotations)]
     _check_unique_ids(path, video_id, segments)
+    _check_within(path, video_id, float(duration), segments)
     return Video(SUBSET_SPLITS[subset], str(recipe_type), float(duration), segments)
 
 
@@ -306,6 +307,17 @@ def _segment(path: Path, video_id: str, index: int, item: Any) -> Segment:
     if not isinstance(sentence, str) or not sentence.strip():
         raise AnnotationError(path, record, "sentence", "a non-empty string", shown(sentence))
     return Segment(annotation_id, start_s, end_s, sentence)
+
+
+def _check_within(path: Path, video_id: str, duration: float, segments: list[Segment]) -> None:
+    """Every segment starts inside the video and ends at most one second past its duration
+    (whole-second ends round the last partial second up; the pair reads what the video has)."""
+    for index, segment in enumerate(segments):
+        if segment.start_s >= duration or segment.end_s > math.ceil(duration) + 1:
+            record = f"video {video_id!r} annotation {index}"
+            expected = f"a segment inside the video's duration {duration:g} s"
+            found = f"[{segment.start_s}, {segment.end_s}]"
+            raise AnnotationError(path, record, "segment", expected, found)
 
 
 def _check_unique_ids(path: Path, video_id: str, segments: list[Segment]) -> None:
