@@ -93,12 +93,12 @@ def video_id_of(video: str) -> str:
 
 
 def load(config: DatasetConfig, root: Path) -> DatasetTables:
-    """Read the three data files, build one paragraph pair per video and match video files."""
+    """Read the data files present, build one paragraph pair per video and match video files."""
     folder = annotation_dir(config, root)
     present = [split for split in SPLITS if data_path(folder, split).is_file()]
     if not present:
-        names = ", ".join(data_path(folder, split).name for split in SPLITS)
-        raise FileNotFoundError(f"didemo dataset at {root}: none of {names} is in {folder}")
+        wanted = ", ".join(data_path(folder, split).name for split in SPLITS)
+        raise FileNotFoundError(f"didemo dataset at {root}: none of {wanted} is in {folder}")
     paragraphs: dict[str, list[str]] = {}
     splits: dict[str, str] = {}
     origin: dict[str, Path] = {}
