@@ -10,6 +10,8 @@
   the rendered sets (files and mtimes), for tests that change the inputs or need stages that
   have never run on them.
 - `prefect_server`: one Prefect test server (SQLite) for the session.
+- `main_thread_owns_pythons_global_rng`: other threads draw from a private `random` while a
+  test runs (draw-for-draw comparisons, hypothesis).
 """
 
 from __future__ import annotations
@@ -19,7 +21,9 @@ import os
 os.environ.setdefault("DO_NOT_TRACK", "1")  # before Prefect is imported: no analytics
 os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
 
+import random
 import shutil
+import threading
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
@@ -79,3 +83,29 @@ def prefect_server() -> Iterator[None]:
 
     with prefect_test_harness(server_startup_timeout=120):
         yield
+
+
+_DRAWS = ("random", "uniform", "randint", "randrange", "choice", "choices", "shuffle", "sample")
+
+
+@pytest.fixture
+def main_thread_owns_pythons_global_rng(monkeypatch: pytest.MonkeyPatch) -> None:
+    """For tests that compare runs draw for draw, python's global `random` included (the training
+    loop must checkpoint and restore it), and for hypothesis (it checks that nothing else moved
+    the global generator during a draw). Background threads that earlier tests of the session
+    leave behind (Prefect's event-loop thread draws reconnect back-off jitter from `random`)
+    would shift those draws at any moment: while such a test runs, every other thread draws
+    from a private generator instead, and the main thread from the global one as before."""
+    main, private = threading.main_thread(), random.Random(0)
+
+    def dispatching(name: str) -> Callable[..., object]:
+        shared = getattr(random, name)
+
+        def draw(*args: object, **kwargs: object) -> object:
+            own = threading.current_thread() is main
+            return (shared if own else getattr(private, name))(*args, **kwargs)
+
+        return draw
+
+    for name in _DRAWS:
+        monkeypatch.setattr(random, name, dispatching(name))

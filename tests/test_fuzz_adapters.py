@@ -35,6 +35,8 @@ JSON_VALUES = st.recursive(
     max_leaves=5,
 )
 MUTATIONS = ("delete", "replace", "repeat", "wrap")
+# hypothesis warns when the global `random` moves during a draw: Prefect's threads (conftest)
+pytestmark = pytest.mark.usefixtures("main_thread_owns_pythons_global_rng")
 
 
 def mutate(data: Any, draw: Callable[[st.SearchStrategy[Any]], Any]) -> Any:

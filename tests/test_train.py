@@ -7,8 +7,6 @@ import json
 import logging
 import math
 import random
-import threading
-from collections.abc import Callable
 from dataclasses import dataclass
 
 import numpy as np
@@ -22,29 +20,8 @@ from pipeline.training.loop import LossTerms, NonFiniteLossError, train
 from pipeline.training.schedule import effective_warmup, lr_factor, resolve_amp
 
 ITEMS, BATCH, IN, OUT = 16, 4, 5, 3  # 4 steps per epoch
-_DRAWS = ("random", "uniform", "randint", "randrange", "choice", "choices", "shuffle", "sample")
-
-
-@pytest.fixture(autouse=True)
-def main_thread_owns_pythons_global_rng(monkeypatch: pytest.MonkeyPatch) -> None:
-    """These tests compare runs draw for draw, python's global `random` included (the loop must
-    checkpoint and restore it). Background threads that earlier tests of the session leave
-    behind (Prefect's event-loop thread draws reconnect back-off jitter from `random`) would
-    shift those draws at any moment: while a test here runs, every other thread draws from a
-    private generator instead, and the main thread from the global one as before."""
-    main, private = threading.main_thread(), random.Random(0)
-
-    def dispatching(name: str) -> Callable[..., object]:
-        shared = getattr(random, name)
-
-        def draw(*args: object, **kwargs: object) -> object:
-            own = threading.current_thread() is main
-            return (shared if own else getattr(private, name))(*args, **kwargs)
-
-        return draw
-
-    for name in _DRAWS:
-        monkeypatch.setattr(random, name, dispatching(name))
+# Draw for draw comparisons: no other thread may draw from python's global `random` (conftest).
+pytestmark = pytest.mark.usefixtures("main_thread_owns_pythons_global_rng")
 
 
 STEPS_PER_EPOCH = ITEMS // BATCH
