@@ -93,9 +93,11 @@ def main_thread_owns_pythons_global_rng(monkeypatch: pytest.MonkeyPatch) -> None
     """For tests that compare runs draw for draw, python's global `random` included (the training
     loop must checkpoint and restore it), and for hypothesis (it checks that nothing else moved
     the global generator during a draw). Background threads that earlier tests of the session
-    leave behind (Prefect's event-loop thread draws reconnect back-off jitter from `random`)
-    would shift those draws at any moment: while such a test runs, every other thread draws
-    from a private generator instead, and the main thread from the global one as before."""
+    leave behind (Prefect's event-loop thread, whose reconnect back-off draws jitter from
+    `random`) can shift those draws at any moment: while such a test runs, every other thread
+    calling these module functions draws from a private generator instead, and the main thread
+    from the global one as before. Draws through other functions are not diverted (hypothesis
+    still warns once in a full run, cause not found)."""
     main, private = threading.main_thread(), random.Random(0)
 
     def dispatching(name: str) -> Callable[..., object]:

@@ -35,7 +35,8 @@ JSON_VALUES = st.recursive(
     max_leaves=5,
 )
 MUTATIONS = ("delete", "replace", "repeat", "wrap")
-# hypothesis warns when the global `random` moves during a draw: Prefect's threads (conftest)
+# hypothesis warns when the global `random` moves during a draw, which background threads of
+# earlier tests can do (conftest's fixture diverts most of their draws)
 pytestmark = pytest.mark.usefixtures("main_thread_owns_pythons_global_rng")
 
 
