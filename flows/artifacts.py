@@ -62,8 +62,10 @@ class ProgressArtifact:
     """A progress bar on the run's page: created at 0 %, updated as work is done.
 
     Updates are sent at most once per `PROGRESS_MIN_INTERVAL_S` seconds (a shard loop can call
-    `update` thousands of times); reaching 100 % is always sent. Thread-safe. Outside a run, or
-    when creation failed, every method does nothing.
+    `update` thousands of times). An update held back by that limit is not lost: a timer sends
+    the latest value when the interval has passed, so the bar lags the work by at most the
+    interval. Reaching 100 % is always sent at once. Thread-safe. Outside a run, or when creation
+    failed, every method does nothing.
     """
 
     def __init__(self, description: str) -> None:
@@ -72,6 +74,8 @@ class ProgressArtifact:
         self._lock = threading.Lock()
         self._sent = 0.0  # last progress sent, percent
         self._sent_at = _now()
+        self._latest = 0.0  # last progress reported, percent
+        self._timer: threading.Timer | None = None
         if run_ids() is None:
             log.debug("progress %r: not in a flow or task run; no artifact", description)
             return
@@ -86,19 +90,39 @@ class ProgressArtifact:
         """Report `done` of `total` units finished (a `total` of 0 or less counts as finished)."""
         progress = 100.0 if total <= 0 else min(max(100.0 * done / total, 0.0), 100.0)
         with self._lock:
-            if self.artifact_id is None or progress == self._sent:
+            if self.artifact_id is None:
                 return
-            if progress < 100.0 and _now() - self._sent_at < PROGRESS_MIN_INTERVAL_S:
+            self._latest = progress
+            wait = PROGRESS_MIN_INTERVAL_S - (_now() - self._sent_at)
+            if progress < 100.0 and wait > 0:
+                if self._timer is None:  # send whatever is latest once the interval has passed
+                    self._timer = threading.Timer(wait, self._flush)
+                    self._timer.daemon = True
+                    self._timer.start()
                 return
-            self._sent, self._sent_at = progress, _now()
-            try:
-                update_progress_artifact(self.artifact_id, progress=progress, _sync=True)
-            except Exception as error:
-                log.warning("progress %r: update failed: %s", self.description, error)
+            self._send_locked()
+
+    def _flush(self) -> None:
+        with self._lock:
+            self._timer = None
+            self._send_locked()
+
+    def _send_locked(self) -> None:
+        if self.artifact_id is None or self._latest == self._sent:
+            return
+        self._sent, self._sent_at = self._latest, _now()
+        try:
+            update_progress_artifact(self.artifact_id, progress=self._sent, _sync=True)
+        except Exception as error:
+            log.warning("progress %r: update failed: %s", self.description, error)
 
     def finish(self) -> None:
-        """Show 100 % (a no-op when already there)."""
+        """Show 100 % (a no-op when already there) and stop the pending timer."""
         self.update(1, 1)
+        with self._lock:
+            if self._timer is not None:
+                self._timer.cancel()
+                self._timer = None
 
 
 def publish_table(key: str, rows: list[dict[str, Any]], description: str) -> UUID | None:

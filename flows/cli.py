@@ -37,7 +37,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         datefmt="%H:%M:%S",
     )
     try:
-        config = load_config(args.config, args.overrides)
+        config = load_config(args.config, args.overrides) if args.needs_config else None
         return args.command(args, config)
     except (ConfigError, FileNotFoundError, ValueError, RuntimeError) as error:
         log.error("%s", error)
@@ -47,6 +47,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="fineco", description=__doc__.split("\n")[0])
     parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
+    parser.set_defaults(needs_config=True)
     commands = parser.add_subparsers(required=True, metavar="command")
 
     synth = commands.add_parser("synth", help="render the synthetic datasets of a config")
@@ -97,10 +98,32 @@ def _parser() -> argparse.ArgumentParser:
     worker.add_argument("--gpu", action="store_true", help="the gpu pool, one run at a time")
     worker.set_defaults(command=_worker)
 
+    submit = commands.add_parser(
+        "submit", help="check parameters, then run a deployment (fineco/full, a stage, study)"
+    )
+    submit.add_argument("deployment", nargs="?", default="full", help="full (default), a stage")
+    submit.add_argument("--config", help="preset name or YAML path (default: the deployment's)")
+    submit.add_argument("--stages", help="comma-separated stages (fineco/full)")
+    submit.add_argument("--rerun", help="comma-separated stages built again even when cached")
+    submit.add_argument("--synthetic", action="store_true", help="on `fineco synth`'s sets")
+    submit.add_argument(
+        "--param", action="append", default=[], metavar="NAME=JSON", help="any flow parameter"
+    )
+    submit.add_argument("--watch", action="store_true", help="print its logs until it ends")
+    submit.add_argument("overrides", nargs="*", metavar="key=value", help="config overrides")
+    submit.set_defaults(command=_submit, needs_config=False)
+
     resume = commands.add_parser("resume", help="retry a crashed/failed flow run from its cache")
     resume.add_argument("flow_run", help="flow-run id or name")
-    _common(resume)
-    resume.set_defaults(command=_resume)
+    resume.add_argument("--config", help="refused unless it is the run's own")
+    resume.add_argument(
+        "--force", action="store_true", help="the run still shows Running but its process is gone"
+    )
+    resume.add_argument("--watch", action="store_true", help="print its logs until it ends")
+    resume.add_argument(
+        "overrides", nargs="*", metavar="key=value", help="refused unless the run's"
+    )
+    resume.set_defaults(command=_resume, needs_config=False)
 
     bench = commands.add_parser("bench", help="measure decode or extract speed and memory")
     targets = bench.add_subparsers(required=True, dest="what", metavar="decode|extract")
@@ -211,12 +234,63 @@ def _worker(args: argparse.Namespace, config: Config) -> int:
     return subprocess.call([*start, *(["--limit", "1"] if args.gpu else [])])
 
 
-def _resume(args: argparse.Namespace, config: Config) -> int:
-    """Re-run a flow run: completed stages are cache hits, a killed training stage resumes from
-    its last checkpoint (its stage folder keeps them)."""
-    import subprocess
+def _submit_parameters(args: argparse.Namespace) -> dict[str, object]:
+    """The flow parameters given on the command line (the deployment's defaults fill the rest)."""
+    import json
 
-    return subprocess.call(_prefect("flow-run", "retry", args.flow_run))
+    from pipeline.runner import parse_stages
+
+    parameters: dict[str, object] = {}
+    if args.config is not None:
+        parameters["config"] = args.config
+    if args.stages:
+        parameters["stages"] = parse_stages(args.stages)
+    if args.rerun:
+        parameters["rerun"] = parse_stages(args.rerun)
+    if args.synthetic:
+        parameters["synthetic"] = True
+    if args.overrides:
+        parameters["overrides"] = list(args.overrides)
+    for item in args.param:
+        name, separator, value = item.partition("=")
+        if not separator:
+            raise ConfigError(f"--param {item!r} is not of the form NAME=JSON")
+        try:
+            parameters[name] = json.loads(value)
+        except json.JSONDecodeError:
+            parameters[name] = value  # a bare word: the string itself
+    return parameters
+
+
+def _submit(args: argparse.Namespace, config: Config | None) -> int:
+    """Check the parameters as the flow's first step will, submit, optionally watch."""
+    from flows.submit import submit
+
+    run = submit(args.deployment, _submit_parameters(args), print)
+    return _watched(run.id) if args.watch else 0
+
+
+def _watched(flow_run_id) -> int:
+    from flows.submit import watch
+
+    run = watch(flow_run_id, print)
+    assert run.state is not None
+    print(
+        f"flow run {run.name}: {run.state.name}"
+        + (f": {run.state.message}" * bool(run.state.message))
+    )
+    return 0 if run.state.is_completed() else 1
+
+
+def _resume(args: argparse.Namespace, config: Config | None) -> int:
+    """Re-run a flow run with its own parameters: completed stages are cache hits, a killed
+    training stage resumes from its last checkpoint (its stage folder keeps them)."""
+    from flows.run_states import resume
+
+    resumed = resume(args.flow_run, args.config, args.overrides, args.force)
+    run = resumed.flow_run
+    print(f"flow run {run.name} ({run.id}) was {resumed.previous_state}: scheduled again")
+    return _watched(run.id) if args.watch else 0
 
 
 def _facts(info: dict) -> str:

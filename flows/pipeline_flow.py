@@ -16,8 +16,9 @@ import re
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from prefect import flow, get_client, get_run_logger
+from prefect import State, flow, get_client, get_run_logger
 from prefect.deployments import run_deployment
+from prefect.states import Failed
 
 from flows.artifacts import (
     ProgressArtifact,
@@ -26,18 +27,12 @@ from flows.artifacts import (
     publish_markdown,
     publish_table,
 )
+from flows.parameters import check_pipeline
+from flows.run_states import begin_attempt
 from flows.stage_logs import forward_stage_logs
 from flows.tasks import bound_stage_task, decode_shards_as_tasks, extract_shards_as_tasks
-from pipeline.config import STAGES, Config, ConfigError
-from pipeline.config.loading import load_config
-from pipeline.runner import (
-    Results,
-    StageFunction,
-    parse_stages,
-    planned_calls,
-    run_stages,
-    with_synthetic_data,
-)
+from pipeline.config import Config, ConfigError
+from pipeline.runner import Results, StageFunction, planned_calls, run_stages
 from pipeline.stage import StageInputs
 from storage.layout import Manifest, artifact_root
 
@@ -131,25 +126,28 @@ def publish_results(results: Results) -> None:
         publish_markdown("report", report.read_text(), f"FineCo report ({report})")
 
 
-@flow(name="fineco")
+@flow(name="fineco", validate_parameters=False)  # checked by its first step
 def fineco(
     config: str = "demo",
     stages: list[str] | None = None,
     rerun: list[str] | None = None,
     overrides: list[str] | None = None,
     synthetic: bool = False,
-) -> dict[str, dict[str, str]]:
+) -> dict[str, dict[str, str]] | State:
     """Run the FineCo pipeline; returns the stage folders by group and stage.
 
     `synthetic`: run the preset on `fineco synth`'s set of each dataset's format with offline
-    weights (as `fineco run --synthetic`).
+    weights (as `fineco run --synthetic`). The first step checks the parameters: a bad one ends
+    the run Failed within seconds, its message one line naming the value and the valid ones.
     """
     logger = get_run_logger()
-    settings = load_config(config, list(overrides or []))
-    if synthetic:
-        settings = with_synthetic_data(settings)
-    chosen = parse_stages(stages or STAGES)
-    reruns = set(parse_stages(rerun or []))
+    try:
+        request = check_pipeline(config, stages, rerun, overrides, synthetic)
+    except ConfigError as error:
+        logger.error("invalid parameters: %s", error)
+        return Failed(message=f"invalid parameters: {error}")
+    begin_attempt(logger)
+    settings, chosen, reruns = request.settings, request.stages, request.rerun
     artifacts = artifact_root()
     logger.info("config %s, stages %s, rerun %s, artifacts %s", config, chosen, reruns, artifacts)
     total = planned_calls(settings, chosen)

@@ -12,16 +12,19 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from prefect import flow, get_run_logger
+from prefect import State, flow, get_run_logger
+from prefect.states import Failed
 
 from flows.artifacts import ProgressArtifact, publish_markdown
+from flows.parameters import check_study
+from flows.run_states import begin_attempt
 from flows.stage_logs import forward_stage_logs
 from flows.tasks import bound_stage_task
-from pipeline.config import ExecutionConfig
+from pipeline.config import ConfigError, ExecutionConfig
 from pipeline.runner import StageFunction
 from pipeline.stage import StageInputs
 from pipeline.study import run_study
-from pipeline.study_plan import DEFAULT_VARIANTS, planned_study_calls, study_settings
+from pipeline.study_plan import planned_study_calls
 from storage.layout import Manifest, artifact_root
 
 
@@ -46,7 +49,7 @@ def _task_executor(
     return execute
 
 
-@flow(name="fineco")
+@flow(name="fineco", validate_parameters=False)  # checked by its first step
 def fineco_study(
     config: str = "study",
     seeds: int = 3,
@@ -55,15 +58,21 @@ def fineco_study(
     quick: bool = False,
     overrides: list[str] | None = None,
     rerun_analysis: bool = False,
-) -> str:
+) -> str | State:
     """FineCo vs the baseline on the long-sparse benchmark, `seeds` seeds; returns study.json's
     path. `strategies` default ["median"], `variants` default paper and sim; `quick`: one seed
     on a smaller benchmark; `rerun_analysis`: build the study stage again (the runs stay cached).
+    A bad parameter ends the run Failed at once, with a one-line message.
     """
     logger = get_run_logger()
-    settings, seed_list = study_settings(config, list(overrides or []), seeds, quick)
-    chosen_strategies = list(strategies or ["median"])
-    chosen_variants = list(variants or DEFAULT_VARIANTS)
+    try:
+        request = check_study(config, seeds, strategies, variants, quick, overrides, rerun_analysis)
+    except ConfigError as error:
+        logger.error("invalid parameters: %s", error)
+        return Failed(message=f"invalid parameters: {error}")
+    begin_attempt(logger)
+    settings, seed_list = request.settings, request.seeds
+    chosen_strategies, chosen_variants = request.strategies, request.variants
     artifacts = artifact_root()
     total = planned_study_calls(len(seed_list), chosen_strategies, chosen_variants)
     logger.info(

@@ -54,8 +54,12 @@ def _retry_transient(task: Task, task_run: Any, state: Any) -> bool:
 
 
 def _key(context: TaskRunContext, parameters: dict[str, Any]) -> str:
+    """The stage's own key. It is also set on the task run, which Prefect 3's engine leaves
+    empty: the dashboard then shows it as the run's "Cache Key", for cached runs too."""
     inputs: StageInputs = parameters["inputs"]
-    return f"{inputs.stage}-{inputs.key}"
+    key = f"{inputs.stage}-{inputs.key}"
+    context.task_run.cache_key = key  # sent with the run's next state event
+    return key
 
 
 @task(
@@ -85,7 +89,10 @@ def stage_task(
         bars[what].update(done, total)
 
     with telemetry, rebuild, listening(show):
-        return function(inputs)
+        manifest = function(inputs)
+    for bar in bars.values():  # the stage is complete: every unit of its work is done
+        bar.finish()
+    return manifest
 
 
 def bound_stage_task(artifacts: Path, stage: str, label: str, rerun: bool) -> Task:

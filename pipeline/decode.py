@@ -164,6 +164,7 @@ def decode_shard(task: DecodeTask, config: DecodeConfig) -> ShardRecord:
 
 def _decode_row(video: dict[str, Any], writer: ClipWriter, config: DecodeConfig) -> dict:
     outcome = decode_video(Path(video["path"]), video["video_id"], writer, config)
+    progress.advance(VIDEOS)  # reaches a listener when shards run in threads, not processes
     return {**video, **asdict(outcome)}  # decode_video logs bad videos
 
 
@@ -203,6 +204,7 @@ def check_bad_share(
 
 
 ShardRunner = Callable[[list[DecodeTask], DecodeConfig], Iterable[ShardRecord]]
+VIDEOS = "decode: videos"  # the stage's progress unit
 
 
 def run_decode(
@@ -227,9 +229,11 @@ def run_decode(
             len(records),
             len(tasks),
         )
+        progress.expect(VIDEOS, len(videos), done=len(records))
         shards = (shard_runner or decode_shards)(tasks, config)
         for record in _with_progress(shards, len(tasks), time.perf_counter()):
             records.update({row["video_id"]: record for row in record.rows})
+            progress.at_least(VIDEOS, len(records), len(videos))
         table = finish_decode(videos, records, pool, folder)
         write_table(table, folder / "decode.parquet")  # first: a failing check points at it
         check_bad_share(table, config, name, folder / "decode.parquet")
@@ -276,7 +280,6 @@ def _with_progress(
             failed,
             time.perf_counter() - started,
         )
-        progress.report("decode: shards", done, total)
         yield record
 
 

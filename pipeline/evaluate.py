@@ -222,7 +222,8 @@ def run_evaluate(inputs: EvaluateInputs) -> Manifest[EvaluateInfo]:
             attach_answer_head(model, len(vocabulary), model_config.answer_hidden)
         load_weights(inputs.finetune.output("weights"), model)
         device = resolve_device(config.device)
-        encoded = encode_pairs(model, dataset, config.batch_size, device)
+        what = f"evaluate: {config.split} pairs encoded"
+        encoded = encode_pairs(model, dataset, config.batch_size, device, progress_what=what)
         metrics: dict[str, Any] = {"task": task}
         if task == "retrieval":
             spans = [dataset.clip_seconds(i) for i in range(len(dataset))]

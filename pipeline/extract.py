@@ -67,6 +67,7 @@ MODULES = (
 )
 INDEX_COLUMNS = ["video_id", "shard", "row", "n_seconds"]
 PROGRESS_EVERY_S = 10.0
+SECONDS = "extract: video-seconds"  # the stage's progress unit
 
 
 # One video's clips as they are read: (video_id, chunks of (n, F, S, S, 3) uint8 clips).
@@ -132,7 +133,7 @@ def extract_shard(
     """Embed every clip of `videos` into the feature shard `name` of `pool`."""
     path = pool.shard_path(name)
     counts: dict[str, int] = {}
-    progress = _Progress(name)
+    rate = _RateLog(name)
     with FeatureShardWriter(path, EMBEDDING_DIM, attrs) as writer:
         current = None
         for clips, owners in clip_batches(videos, batch):
@@ -145,7 +146,8 @@ def extract_shard(
                     current = video_id
                 writer.append_rows(row[None])
                 counts[video_id] = counts.get(video_id, 0) + 1
-            progress.update(len(owners))
+            rate.update(len(owners))
+            progress.advance(SECONDS, len(owners))
         if current is not None:
             writer.end_video()
         digest = writer.commit()
@@ -153,7 +155,7 @@ def extract_shard(
     return pool.commit(ShardRecord(name, path.name, digest, rows, info=attrs))
 
 
-class _Progress:
+class _RateLog:
     """Logs video-seconds embedded and the rate, at most every PROGRESS_EVERY_S seconds."""
 
     def __init__(self, name: str) -> None:
@@ -248,11 +250,13 @@ def run_extract(
                 backbones.append(load_backbone(config, identity))
             return _extract_group(group, decode, pool, backbones[0], config)
 
-        embedded = 0
-        for done, record in enumerate((shard_runner or run_groups_in_turn)(pending, work), 1):
+        embedded, total = 0, int(usable.n_seconds.sum())
+        finished = total - sum(int(group.n_seconds.sum()) for _, group in pending)
+        progress.expect(SECONDS, total, done=finished)
+        for record in (shard_runner or run_groups_in_turn)(pending, work):
             records[record.info["frames_digest"]] = record
             embedded += sum(row["n_seconds"] for row in record.rows)
-            progress.report("extract: shards", done, len(pending))
+            progress.at_least(SECONDS, finished + embedded, total)
         elapsed = time.perf_counter() - started
         index = _index(usable, records, pool, folder)
         write_table(index, folder / "index.parquet")

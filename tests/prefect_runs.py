@@ -44,3 +44,14 @@ def artifacts(flow_run_id: object) -> list[tuple[str | None, str, str | None]]:
         return [(item.key, item.type, item.description) for item in found]
 
     return asyncio.run(read())
+
+
+def cache_keys(flow_run_id: object) -> dict[str, str | None]:
+    """The "Cache Key" the dashboard shows for each stage task run (`name[label]` → key)."""
+
+    async def read() -> dict[str, str | None]:
+        async with get_client() as client:
+            runs = await client.read_task_runs(flow_run_filter=_of_run(flow_run_id))
+        return {run.name: run.cache_key for run in runs if "[" in run.name}
+
+    return asyncio.run(read())

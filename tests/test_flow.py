@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
+import json
 import os
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from types import SimpleNamespace
 
 import pytest
-from prefect_runs import artifacts, task_states
+from prefect_runs import artifacts, cache_keys, task_states
 
 from flows.pipeline_flow import fineco
 from pipeline.config import STAGES
@@ -38,6 +39,12 @@ def _run(**parameters: object) -> tuple[dict, dict[str, str]]:
     return state.result(), task_states(state.state_details.flow_run_id)
 
 
+def _keys(**parameters: object) -> dict[str, str | None]:
+    state = fineco(config="tiny", return_state=True, **parameters)
+    task_states(state.state_details.flow_run_id, expect=1)  # every state recorded
+    return cache_keys(state.state_details.flow_run_id)
+
+
 def test_flow_runs_caches_and_reruns(harness: Path) -> None:
     first, states = _run(stages=STAGES)
     assert (Path(first["report"]["report"]) / "report.md").is_file()
@@ -54,6 +61,14 @@ def test_flow_runs_caches_and_reruns(harness: Path) -> None:
     second, states = _run(stages=STAGES)
     assert second == first
     assert set(states.values()) == {"Cached"}, states
+    keys = _keys(stages=STAGES)  # the dashboard's "Cache Key": the stage's own, cached or not
+    manifest = json.loads((Path(first["youcook2"]["decode"]) / "manifest.json").read_text())
+    assert keys["decode[youcook2]"] == f"decode-{manifest['cache_key']}"
+    assert all(
+        key and key.startswith(name.split("[")[0] + "-")
+        for name, key in keys.items()
+        if "shard[" not in name
+    ), keys
 
     third, states = _run(stages=STAGES, rerun=["finetune"])
     assert states["finetune[fineco]"] == "Completed" and states["finetune[baseline]"] == "Completed"

@@ -19,6 +19,7 @@ import torch
 from models.frame_selector import frame_probabilities
 from models.videoclip import VideoCLIP
 from pipeline.evaluation.retrieval_metrics import frame_precision_at_k
+from pipeline.progress import report
 from pipeline.training.data import PairClips, make_loader
 from storage.atomic import atomic_output
 
@@ -40,9 +41,11 @@ def encode_pairs(
     batch_size: int,
     device: torch.device,
     keep_frames: bool = False,
+    progress_what: str = "",
 ) -> Encoded:
     """Pooled vectors of every pair and the frame selector's logits over its own frames (and,
-    with `keep_frames`, the frames' hidden states, for pooling them otherwise)."""
+    with `keep_frames`, the frames' hidden states, for pooling them otherwise). With
+    `progress_what`, the pairs encoded are reported as progress under that name."""
     model.eval().to(device)
     videos, texts, logits, frames = [], [], [], []
     loader = make_loader(dataset, batch_size, shuffle=False, seed=0, epoch=0, num_workers=0)
@@ -59,6 +62,8 @@ def encode_pairs(
         if keep_frames:
             hidden = video.frame_hidden.float().cpu().numpy()  # (B, K, H)
             frames += [row[:length] for row, length in zip(hidden, lengths, strict=True)]
+        if progress_what:
+            report(progress_what, len(logits), len(dataset))
     hidden_states = frames if keep_frames else None
     return Encoded(np.concatenate(videos), np.concatenate(texts), logits, hidden_states)
 

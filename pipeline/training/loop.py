@@ -249,6 +249,7 @@ class _Trainer:
         self.model.train()
         progress, every = self.progress, self.config.checkpoint_every
         window = StepLog(progress.step)
+        report_progress("training steps", progress.step, self.total_steps)
         self.clock = time.perf_counter()
         with self.metrics_path.open("a") as metrics:
             while progress.step < stop:
@@ -256,9 +257,9 @@ class _Trainer:
                 for batch in _epoch_batches(loader_fn, progress.epoch, skip, self.steps_per_epoch):
                     line = self.step(batch)
                     metrics.write(json.dumps(line) + "\n")
+                    report_progress("training steps", progress.step, self.total_steps)
                     if log_every > 0 and progress.step % log_every == 0:
                         window.log(line, self.total_steps)
-                        report_progress("training steps", progress.step, self.total_steps)
                     epoch_end = self.on_epoch is not None and progress.step_in_epoch == 0
                     if (
                         progress.step == stop

@@ -1,0 +1,133 @@
+"""`fineco submit`: check a deployment run's parameters here, then create it; `--watch` follows
+it (issue 12; DESIGN.md §6).
+
+The check is the flow's own first step (`flows.parameters`), run before submitting, so a misspelt
+preset or key fails in seconds instead of after the run has waited for a worker. `watch` prints
+the run's logs, and those of the runs it starts on the GPU pool, each line labelled with its task
+run (`[finetune[fineco]]`) or flow run, and returns when the run is final.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+from uuid import UUID
+
+from prefect import get_client
+from prefect.client.schemas.filters import (
+    FlowRunFilter,
+    FlowRunFilterId,
+    FlowRunFilterParentFlowRunId,
+    LogFilter,
+    LogFilterFlowRunId,
+    LogFilterTimestamp,
+)
+from prefect.client.schemas.objects import FlowRun
+from prefect.client.schemas.sorting import LogSort
+from prefect.exceptions import ObjectNotFound
+
+from flows.parameters import check_deployment_parameters
+from pipeline.config import ConfigError
+
+FLOW = "fineco"
+POLL_S = 2.0
+LOG_PAGE = 200
+
+
+def _local(config: object) -> bool:
+    """Whether a `config` parameter can be read on this machine (a preset name, or a file here).
+    A path that only exists where the workers run (/artifacts/... in compose) is left to the
+    flow's first step."""
+    if not isinstance(config, str) or not (config.endswith((".yaml", ".yml")) or "/" in config):
+        return True
+    return Path(config).is_file()
+
+
+def submit(deployment: str, parameters: dict[str, Any], out: Callable[[str], None]) -> FlowRun:
+    """Check `parameters` over the deployment's defaults, then create a run of
+    `fineco/<deployment>`; a ConfigError (nothing submitted) names the bad value."""
+    name = f"{FLOW}/{deployment}"
+    with get_client(sync_client=True) as client:
+        try:
+            found = client.read_deployment_by_name(name)
+        except ObjectNotFound:
+            known = sorted(f"{FLOW}/{d.name}" for d in client.read_deployments())
+            raise ConfigError(
+                f"no deployment {name} on {client.api_url}; deployments: {', '.join(known)}"
+            ) from None
+        merged = {**(found.parameters or {}), **parameters}
+        if _local(merged.get("config")):
+            check_deployment_parameters(deployment, merged)
+        else:
+            out(f"config {merged['config']} is not on this machine: the run's first step checks it")
+        run = client.create_flow_run_from_deployment(found.id, parameters=parameters)
+    out(f"submitted {name}: flow run {run.name} ({run.id}), parameters {merged}")
+    return run
+
+
+def _line(log: Any, labels: dict[UUID, str]) -> str:
+    label = labels.get(log.task_run_id) or labels.get(log.flow_run_id) or "?"
+    stamp = log.timestamp.astimezone().strftime("%H:%M:%S")
+    return f"{stamp} {_LEVELS.get(log.level, str(log.level)):<7} [{label}] {log.message}"
+
+
+_LEVELS = {10: "DEBUG", 20: "INFO", 30: "WARNING", 40: "ERROR", 50: "CRITICAL"}
+
+
+def watch(flow_run_id: UUID, out: Callable[[str], None], poll_s: float = POLL_S) -> FlowRun:
+    """Print the logs of a flow run and of the runs it started, labelled, until it is final;
+    returns its final record."""
+    seen: set[UUID] = set()
+    since: datetime | None = None
+    with get_client(sync_client=True) as client:
+        while True:
+            run = client.read_flow_run(flow_run_id)
+            final = run.state is not None and run.state.is_final()
+            runs = [run, *_children(client, flow_run_id)]
+            labels: dict[UUID, str] = {r.id: r.name for r in runs}
+            ids = [r.id for r in runs]
+            for task_run in client.read_task_runs(
+                flow_run_filter=FlowRunFilter(id=FlowRunFilterId(any_=ids))
+            ):
+                labels[task_run.id] = task_run.name
+            for log in _logs_since(client, ids, since):
+                if log.id in seen:
+                    continue
+                seen.add(log.id)
+                since = log.timestamp
+                out(_line(log, labels))
+            if final:
+                return run
+            time.sleep(poll_s)
+
+
+def _children(client: Any, flow_run_id: UUID) -> list[FlowRun]:
+    """Flow runs started by tasks of `flow_run_id` (the GPU pool's runs), and theirs."""
+    found: list[FlowRun] = []
+    parents = [flow_run_id]
+    while parents:
+        level = client.read_flow_runs(
+            flow_run_filter=FlowRunFilter(
+                parent_flow_run_id=FlowRunFilterParentFlowRunId(any_=parents)
+            )
+        )
+        found += level
+        parents = [run.id for run in level]
+    return found
+
+
+def _logs_since(client: Any, ids: list[UUID], since: datetime | None) -> list[Any]:
+    """Every log of the runs `ids` at or after `since`, oldest first, all pages."""
+    timestamp = LogFilterTimestamp(after_=since) if since is not None else None
+    log_filter = LogFilter(flow_run_id=LogFilterFlowRunId(any_=ids), timestamp=timestamp)
+    logs: list[Any] = []
+    while True:
+        page = client.read_logs(
+            log_filter=log_filter, limit=LOG_PAGE, offset=len(logs), sort=LogSort.TIMESTAMP_ASC
+        )
+        logs += page
+        if len(page) < LOG_PAGE:
+            return logs
