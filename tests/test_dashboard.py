@@ -330,28 +330,6 @@ def test_artifacts_reach_the_api(harness, monkeypatch):
     assert by_type["markdown"].data.startswith("# FineCo")
 
 
-def test_a_held_back_progress_update_is_sent_once_the_interval_has_passed(harness, monkeypatch):
-    monkeypatch.setattr(artifacts, "PROGRESS_MIN_INTERVAL_S", 0.3)
-    sent = []
-    real_update = artifacts.update_progress_artifact
-
-    def recording_update(artifact_id, progress, **kwargs):
-        sent.append(progress)
-        return real_update(artifact_id, progress=progress, **kwargs)
-
-    monkeypatch.setattr(artifacts, "update_progress_artifact", recording_update)
-
-    @flow
-    def held_back() -> list[float]:
-        bar = ProgressArtifact("training steps")
-        bar.update(2, 10)  # right after creation: held back, then sent by the timer
-        bar.update(3, 10)  # the latest value is the one sent
-        time.sleep(1.0)
-        return list(sent)
-
-    assert held_back() == [30.0]
-
-
 def test_stage_logs_and_telemetry_reach_the_run_logs(harness, monkeypatch, request):
     monkeypatch.setattr(telemetry, "_load_nvml", lambda: FakeNvml(count=1))
     monkeypatch.delenv("CUDA_VISIBLE_DEVICES", raising=False)

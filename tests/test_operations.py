@@ -17,6 +17,8 @@ from prefect.settings import PREFECT_LOGGING_TO_API_BATCH_INTERVAL, temporary_se
 from prefect.states import Completed, Crashed, Running
 from prefect_runs import task_states
 
+from flows import artifacts
+from flows.artifacts import ProgressArtifact
 from flows.pipeline_flow import fineco
 from flows.run_states import crash_stale_task_runs, resume
 from flows.study_flow import fineco_study
@@ -169,3 +171,25 @@ def test_watch_prints_each_log_line_with_its_task_runs_label(harness: None) -> N
     stage = next(line for line in lines if "step 3/7" in line)
     assert stage.endswith("INFO    [finetune[fineco]] step 3/7 loss 0.5"), stage
     assert any("Finished in state Completed" in line for line in lines)
+
+
+def test_a_held_back_progress_update_is_sent_once_the_interval_has_passed(harness, monkeypatch):
+    monkeypatch.setattr(artifacts, "PROGRESS_MIN_INTERVAL_S", 0.3)
+    sent = []
+    real_update = artifacts.update_progress_artifact
+
+    def recording_update(artifact_id, progress, **kwargs):
+        sent.append(progress)
+        return real_update(artifact_id, progress=progress, **kwargs)
+
+    monkeypatch.setattr(artifacts, "update_progress_artifact", recording_update)
+
+    @flow
+    def held_back() -> list[float]:
+        bar = ProgressArtifact("training steps")
+        bar.update(2, 10)  # right after creation: held back, then sent by the timer
+        bar.update(3, 10)  # the latest value is the one sent
+        time.sleep(1.0)
+        return list(sent)
+
+    assert held_back() == [30.0]

@@ -1,5 +1,6 @@
 """Annotation files as real copies come: a byte-order mark, a key written twice, empty ASR
-lines, a segment in the video's last partial second (the adapters' rules for real files)."""
+lines, a segment in the video's last partial second, bytes that are not UTF-8, line separators
+other than a line feed, digits other than ASCII's (the adapters' rules for real files)."""
 
 from __future__ import annotations
 
@@ -76,3 +77,64 @@ def test_howto100m_captions_with_empty_text_are_left_out_and_counted(tmp_path: P
     tables = load_dataset(HOWTO, howto_root(tmp_path, captions))
     assert tables.dropped == {"empty_caption_text": 1}
     assert tables.pairs[tables.pairs.video_id == "vidA"].text.tolist() == ["crack eggs", "fry"]
+
+
+def test_a_file_that_is_not_utf8_names_the_line_and_byte_of_its_first_bad_byte(
+    tmp_path: Path,
+) -> None:
+    """A Latin-1 MSVD split list raised a bare UnicodeDecodeError; a csv's error named the byte
+    within the decoder's 8 KiB chunk (4628 here), not within the file."""
+    from pipeline.datasets.msrvtt_files import read_csv_rows
+    from pipeline.datasets.msvd import read_splits
+
+    (tmp_path / "train.txt").write_bytes(b"clip1\ncaf\xe9\n")
+    with pytest.raises(AnnotationError) as raised:
+        read_splits({"train": tmp_path / "train.txt"})
+    assert (raised.value.record, raised.value.field) == ("line 2 (byte 9)", "<file>")
+    text = b"\xef\xbb\xbfvideo_id\n" + b"video1\n" * 3000 + b"vid\xe9o\n"
+    (tmp_path / "a.csv").write_bytes(text)
+    with pytest.raises(AnnotationError) as raised:
+        read_csv_rows(tmp_path / "a.csv", ["video_id"])
+    assert raised.value.record == f"line 3002 (byte {len(text) - 3})"
+
+
+def test_csv_errors_name_the_line(tmp_path: Path) -> None:
+    """A field over csv's size limit was reported at record "csv"; a blank first line was
+    called an empty file."""
+    from pipeline.datasets.msrvtt_files import read_csv_rows
+
+    (tmp_path / "a.csv").write_text("video_id\nvideo1\n" + "9" * 140_000 + "\n")
+    with pytest.raises(AnnotationError) as raised:
+        read_csv_rows(tmp_path / "a.csv", ["video_id"])
+    assert (raised.value.record, raised.value.field) == ("line 3", "<file>")
+    (tmp_path / "a.csv").write_text("\nvideo_id\nvideo1\n")
+    with pytest.raises(AnnotationError, match="found a blank first line"):
+        read_csv_rows(tmp_path / "a.csv", ["video_id"])
+
+
+@pytest.mark.parametrize("answer", ["²", "٣"])
+def test_a_multiple_choice_answer_in_other_digits_is_an_annotation_error(
+    tmp_path: Path, answer: str
+) -> None:
+    """'²' passed str.isdigit() and then int() raised a plain ValueError ('٣' read as 3)."""
+    from pipeline.datasets.msrvtt_files import load_multiple_choice
+
+    path = tmp_path / "MSR_MC_test.csv"
+    path.write_text(f"vid_key\ta1\ta2\ta3\ta4\ta5\tanswer\nmsr1\ta\tb\tc\td\te\t{answer}\n")
+    with pytest.raises(AnnotationError) as raised:
+        load_multiple_choice(path)
+    assert (raised.value.record, raised.value.field) == ("line 2", "answer")
+
+
+def test_msvd_text_files_split_lines_at_line_feeds_only(tmp_path: Path) -> None:
+    """str.splitlines also cuts at U+0085 (a cp1252 '…' read as Latin-1), U+2028, U+001E...: a
+    description lost its tail, which became a caption of a video named by its first word."""
+    from test_msvd_didemo import _config, _msvd
+
+    root = _msvd(tmp_path / "msvd")
+    (root / "AllVideoDescriptions.txt").write_text(
+        "vidB_1_9 a cat plays\u2028with a ball\n-4wsuPCjDBc_5_15 a man\x85 cooks\r\n"
+    )
+    tables = load_dataset(_config("msvd", "AllVideoDescriptions.txt"), root)
+    assert tables.pairs["text"].tolist() == ["a man\x85 cooks", "a cat plays\u2028with a ball"]
+    assert "no_split" not in tables.dropped

@@ -17,7 +17,7 @@ from typing import Any
 
 import pandas as pd
 
-from pipeline.datasets.tables import AnnotationError, read_json, shown, whole_seconds
+from pipeline.datasets.tables import AnnotationError, not_utf8, read_json, shown, whole_seconds
 
 QA_SPLITS = ("train", "val", "test")
 MC_CANDIDATES = ("a1", "a2", "a3", "a4", "a5")
@@ -80,21 +80,24 @@ def read_csv_rows(
     """
     if not path.is_file():
         raise FileNotFoundError(f"annotation file {path} does not exist")
+    reader: csv.DictReader[str] | None = None
     try:
         with path.open(encoding="utf-8-sig", newline="") as handle:
             reader = csv.DictReader(handle, delimiter=delimiter)
             header = reader.fieldnames or []
             for field in required:
                 if field not in header:
-                    found = f"header {header!r}" if header else "an empty file"
+                    blank = "a blank first line" if reader.line_num else "an empty file"
+                    found = f"header {header!r}" if header else blank
                     expected = f"a column {field!r} ({delimiter!r}-separated)"
                     raise AnnotationError(path, "header", field, expected, found)
             rows = [(reader.line_num, row) for row in reader]
     except csv.Error as error:
-        raise AnnotationError(path, "csv", "<file>", "csv text", str(error)) from error
+        # the csv reader's own count: DictReader's stays at the last row it returned
+        record = f"line {reader.reader.line_num if reader is not None else 1}"
+        raise AnnotationError(path, record, "<file>", "csv text", str(error)) from error
     except UnicodeDecodeError as error:
-        record = f"byte {error.start}"
-        raise AnnotationError(path, record, "<file>", "UTF-8 csv text", error.reason) from error
+        raise not_utf8(path, "UTF-8 csv text") from error
     for line, row in rows:
         if None in row:  # more cells than header columns
             found = f"{len(header) + len(row[None])} cells"
@@ -163,7 +166,7 @@ def load_multiple_choice(path: Path) -> pd.DataFrame:
         columns["video_id"].append(video_of_msr_key(path, record, row["vid_key"]))
         columns["candidates"].append([row[name] for name in MC_CANDIDATES])
         text = row["answer"].strip()
-        if not (text.isdigit() and 0 <= int(text) < len(MC_CANDIDATES)):
+        if not (text.isascii() and text.isdigit() and 0 <= int(text) < len(MC_CANDIDATES)):
             expected = f"an integer 0-{len(MC_CANDIDATES) - 1}"
             raise AnnotationError(path, record, "answer", expected, repr(row["answer"]))
         columns["answer"].append(int(text))

@@ -46,6 +46,7 @@ from pipeline.datasets.tables import (
     DatasetTables,
     match_video_files,
     media_files,
+    not_utf8,
     pairs_table,
     shown,
     videos_table,
@@ -143,10 +144,10 @@ def read_descriptions(path: Path) -> dict[str, list[str]]:
     try:
         text = path.read_text(encoding="utf-8-sig")
     except UnicodeDecodeError as error:
-        found = f"bytes that are not UTF-8 ({error})"
-        raise AnnotationError(path, "top level", "<file>", "UTF-8 text", found) from error
+        raise not_utf8(path) from error
     captions: dict[str, list[str]] = {}
-    for line_no, line in enumerate(text.splitlines(), start=1):
+    # read_text ends every line in "\n"; splitlines would also cut at U+0085, U+2028, ...
+    for line_no, line in enumerate(text.split("\n"), start=1):
         stripped = line.strip()
         if not stripped or stripped.startswith("#"):
             continue
@@ -180,7 +181,11 @@ def read_splits(paths: dict[str, Path]) -> dict[str, str]:
     for split, path in paths.items():
         if not path.is_file():
             raise FileNotFoundError(f"split list {path} does not exist")
-        for line_no, line in enumerate(path.read_text(encoding="utf-8-sig").splitlines(), start=1):
+        try:
+            text = path.read_text(encoding="utf-8-sig")
+        except UnicodeDecodeError as error:
+            raise not_utf8(path) from error
+        for line_no, line in enumerate(text.split("\n"), start=1):
             video_id = line.strip()
             if not video_id:
                 continue

@@ -11,6 +11,7 @@ video-file scan, the matching of annotation ids to files and the annotation erro
 
 from __future__ import annotations
 
+import codecs
 import json
 import math
 import os
@@ -152,6 +153,21 @@ def read_json(path: Path) -> Any:
     except UnicodeDecodeError as error:
         record = f"byte {error.start}"
         raise AnnotationError(path, record, "<file>", "UTF-8 JSON text", error.reason) from error
+
+
+def not_utf8(path: Path, expected: str = "UTF-8 text") -> AnnotationError:
+    """The error for a file that does not decode as UTF-8, naming the line and byte of its first
+    bad byte (a decoder's own error counts from the chunk it was given, not the file's start)."""
+    data = path.read_bytes()
+    bom = len(codecs.BOM_UTF8) if data.startswith(codecs.BOM_UTF8) else 0
+    try:
+        data[bom:].decode("utf-8")
+    except UnicodeDecodeError as error:
+        byte = bom + error.start
+        line = data.count(b"\n", 0, byte) + 1
+        record = f"line {line} (byte {byte})"
+        return AnnotationError(path, record, "<file>", expected, error.reason)
+    return AnnotationError(path, "top level", "<file>", expected, "bytes that do not decode")
 
 
 def whole_seconds(value: Any) -> int | None:
