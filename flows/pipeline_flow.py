@@ -10,8 +10,10 @@ dashboard's artifacts (progress, metric tables, the report) and stage logs forwa
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 import json
+import os
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -29,7 +31,9 @@ from flows.artifacts import (
 )
 from flows.parameters import check_pipeline
 from flows.run_states import begin_attempt
+from flows.server import GPU_POOL_ENV
 from flows.stage_logs import forward_stage_logs
+from flows.submit import pool_wait_note
 from flows.tasks import bound_stage_task, decode_shards_as_tasks, extract_shards_as_tasks
 from pipeline.config import Config, ConfigError
 from pipeline.runner import Results, StageFunction, planned_calls, run_stages
@@ -79,6 +83,17 @@ def _executor(plan: _Plan):
     return execute
 
 
+def with_gpu_pool(settings: Config, overrides: list[str]) -> Config:
+    """`execution.gpu_pool` from the worker's FINECO_GPU_POOL when the config leaves it empty
+    and no override sets it (a GPU pool run gets `execution.gpu_pool=`: it runs its stage)."""
+    pool = os.environ.get(GPU_POOL_ENV, "")
+    explicit = any(item.startswith("execution.gpu_pool=") for item in overrides)
+    if settings.execution.gpu_pool or explicit or not pool:
+        return settings
+    execution = dataclasses.replace(settings.execution, gpu_pool=pool)
+    return dataclasses.replace(settings, execution=execution)
+
+
 def run_on_gpu_pool(plan: _Plan, stage: str, rerun: bool) -> None:
     """Run deployment `fineco/<stage>` (on `execution.gpu_pool`) and wait for it; the stage's
     results land in the shared artifact root, so this flow then finds them cached."""
@@ -98,7 +113,12 @@ def run_on_gpu_pool(plan: _Plan, stage: str, rerun: bool) -> None:
         "overrides": [*plan.overrides, "execution.gpu_pool="],  # the pool run stays local
         "synthetic": plan.synthetic,
     }
-    get_run_logger().info("running %s on work pool %s", name, pool)
+    logger = get_run_logger()
+    with get_client(sync_client=True) as client:
+        note = pool_wait_note(client, pool)
+    if note:
+        logger.warning("%s %s", name, note)
+    logger.info("running %s on work pool %s", name, pool)
     flow_run = run_deployment(name, parameters=parameters, timeout=None)
     if not flow_run.state or not flow_run.state.is_completed():
         state = flow_run.state.name if flow_run.state else "unknown"
@@ -147,7 +167,8 @@ def fineco(
         logger.error("invalid parameters: %s", error)
         return Failed(message=f"invalid parameters: {error}")
     begin_attempt(logger)
-    settings, chosen, reruns = request.settings, request.stages, request.rerun
+    settings = with_gpu_pool(request.settings, list(overrides or []))
+    chosen, reruns = request.stages, request.rerun
     artifacts = artifact_root()
     logger.info("config %s, stages %s, rerun %s, artifacts %s", config, chosen, reruns, artifacts)
     total = planned_calls(settings, chosen)

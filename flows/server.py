@@ -1,32 +1,49 @@
-"""The embedded Prefect server and deployment server of `make demo`, started and stopped by PID.
+"""The local Prefect stack of `make demo`, started and stopped by PID: the same shape as the
+compose stack (docker/compose.yaml) without containers.
 
-`python -m flows.server up` starts `prefect server start` on 127.0.0.1:4200 (SQLite under the
-project's `PREFECT_HOME`) unless one already answers, waits for `/api/health`, then starts
-`fineco serve` and waits until its deployments are registered. Every process it starts is
-recorded in `<PREFECT_HOME>/pids/`; `python -m flows.server down` stops exactly those.
+`python -m flows.server up`:
+1. `prefect server start` on 127.0.0.1:4200 (SQLite under the project's `PREFECT_HOME`) unless
+   one already answers; waits until the API's health check passes;
+2. the `cpu` and `gpu` process work pools (`gpu` with a concurrency limit of 1: one GPU stage at
+   a time) and the deployments of `prefect.yaml` (`prefect --no-prompt deploy --all`);
+3. a process worker on each pool. The cpu worker runs any number of flow runs at once, so a
+   stage rerun starts while another run is going; it has `FINECO_GPU_POOL=gpu`, so `fineco/full`
+   sends its GPU stages to the gpu pool's worker, as in compose.
+
+Every process it starts is recorded in `<PREFECT_HOME>/pids/`; `python -m flows.server down`
+stops exactly those (workers first). The API is reached through the Prefect client.
 """
 
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import signal
 import subprocess
 import sys
 import time
-import urllib.error
-import urllib.request
+from collections.abc import Callable
 from pathlib import Path
 
-API_URL = os.environ.get("PREFECT_API_URL", "http://127.0.0.1:4200/api")
-DASHBOARD_URL = API_URL.removesuffix("/api")
+from prefect import get_client
+
 HEALTH_TIMEOUT_S = 120
-DEPLOYMENTS_TIMEOUT_S = 120
+READY_TIMEOUT_S = 120
+WORKER_POLL_S = "2"  # PREFECT_WORKER_QUERY_SECONDS: a submitted run starts within ~2 s + spawn
+GPU_POOL_ENV = "FINECO_GPU_POOL"  # the GPU stages' work pool (flows.pipeline_flow.with_gpu_pool)
+PROJECT = Path(__file__).resolve().parent.parent
+STARTED = ("server", "serve", "cpu-worker", "gpu-worker")  # stopped in reverse order;
+# "serve": the single `fineco serve` process of earlier versions of this file
 
 
 def prefect_home() -> Path:
     return Path(os.environ.get("PREFECT_HOME", Path.cwd() / ".prefect")).resolve()
+
+
+def api_url() -> str:
+    from prefect.settings import PREFECT_API_URL
+
+    return PREFECT_API_URL.value() or "http://127.0.0.1:4200/api"
 
 
 def _pid_file(name: str) -> Path:
@@ -34,20 +51,25 @@ def _pid_file(name: str) -> Path:
 
 
 def healthy() -> bool:
+    """Whether the API at PREFECT_API_URL answers its health check."""
     try:
-        with urllib.request.urlopen(f"{API_URL}/health", timeout=2) as response:
-            return response.status == 200
-    except (urllib.error.URLError, OSError):
+        with get_client(sync_client=True) as client:
+            return client.api_healthcheck() is None  # None: healthy; else the exception
+    except Exception:
         return False
 
 
-def _start(name: str, command: list[str]) -> None:
+def _start(name: str, command: list[str], env: dict[str, str] | None = None) -> None:
     """Start `command` in its own session, log to `<home>/<name>.log`, record its PID."""
     log_path = prefect_home() / f"{name}.log"
     log_path.parent.mkdir(parents=True, exist_ok=True)
     with log_path.open("ab") as log:
         process = subprocess.Popen(
-            command, stdout=log, stderr=subprocess.STDOUT, start_new_session=True
+            command,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+            env={**os.environ, **(env or {})},
         )
     _pid_file(name).parent.mkdir(parents=True, exist_ok=True)
     _pid_file(name).write_text(str(process.pid))
@@ -65,7 +87,7 @@ def _running(name: str) -> bool:
     return True
 
 
-def _wait(check, timeout_s: float, what: str) -> None:
+def _wait(check: Callable[[], bool], timeout_s: float, what: str) -> None:
     deadline = time.monotonic() + timeout_s
     while not check():
         if time.monotonic() > deadline:
@@ -74,38 +96,65 @@ def _wait(check, timeout_s: float, what: str) -> None:
         time.sleep(1)
 
 
-def _deployments_ready() -> bool:
-    request = urllib.request.Request(
-        f"{API_URL}/deployments/filter",
-        data=json.dumps({"limit": 50}).encode(),
-        headers={"Content-Type": "application/json"},
-    )
+def _workers_ready() -> bool:
+    """Both pools have a worker that has polled them, and the deployments exist."""
     try:
-        with urllib.request.urlopen(request, timeout=5) as response:
-            names = {item["name"] for item in json.load(response)}
-    except (urllib.error.URLError, OSError, ValueError):
+        with get_client(sync_client=True) as client:
+            pools_ready = all(client.read_workers_for_work_pool(pool) for pool in ("cpu", "gpu"))
+            names = {deployment.name for deployment in client.read_deployments()}
+    except Exception:
         return False
-    return "full" in names
+    return pools_ready and "full" in names
 
 
-def up(config: str) -> None:
-    """Server (unless one answers) + `fineco serve`, each waited for."""
+def _bin(name: str) -> str:
+    return str(Path(sys.executable).with_name(name))
+
+
+def setup_pools_and_deployments() -> None:
+    """The compose `setup` service's steps: pools, the gpu pool's limit, `deploy --all`."""
+    env = {**os.environ, "FINECO_HOME": str(PROJECT)}
+    prefect = _bin("prefect")
+    for pool in ("cpu", "gpu"):
+        found = subprocess.run(
+            [prefect, "work-pool", "inspect", pool], capture_output=True, env=env
+        )
+        if found.returncode != 0:
+            create = [prefect, "work-pool", "create", pool, "--type", "process"]
+            subprocess.run(create, check=True, capture_output=True, env=env)
+    limit = [prefect, "work-pool", "set-concurrency-limit", "gpu", "1"]
+    subprocess.run(limit, check=True, capture_output=True, env=env)
+    deploy = subprocess.run(
+        [prefect, "--no-prompt", "deploy", "--all"], cwd=PROJECT, env=env, capture_output=True
+    )
+    if deploy.returncode != 0:
+        raise SystemExit(f"prefect deploy --all failed:\n{deploy.stdout.decode()[-3000:]}")
+    print("work pools cpu and gpu (limit 1), deployments of prefect.yaml")
+
+
+def up() -> None:
+    """Server (unless one answers), pools and deployments, a worker per pool; each waited for."""
     if healthy():
-        print(f"a Prefect server already answers at {API_URL}")
+        print(f"a Prefect server already answers at {api_url()}")
     else:
-        prefect = str(Path(sys.executable).with_name("prefect"))
-        _start("server", [prefect, "server", "start", "--host", "127.0.0.1", "--port", "4200"])
+        _start(
+            "server", [_bin("prefect"), "server", "start", "--host", "127.0.0.1", "--port", "4200"]
+        )
         _wait(healthy, HEALTH_TIMEOUT_S, "the Prefect server")
-    if not _running("serve"):
-        fineco = str(Path(sys.executable).with_name("fineco"))
-        _start("serve", [fineco, "serve", "--config", config])
-    _wait(_deployments_ready, DEPLOYMENTS_TIMEOUT_S, "the fineco deployments")
-    print(f"dashboard: {DASHBOARD_URL}")
+    setup_pools_and_deployments()
+    poll = {"PREFECT_WORKER_QUERY_SECONDS": WORKER_POLL_S, "FINECO_HOME": str(PROJECT)}
+    if not _running("cpu-worker"):
+        _start("cpu-worker", [_bin("fineco"), "worker"], {**poll, GPU_POOL_ENV: "gpu"})
+    if not _running("gpu-worker"):
+        # no FINECO_GPU_POOL here even if the caller has one: its runs are the pool's runs
+        _start("gpu-worker", [_bin("fineco"), "worker", "--gpu"], {**poll, GPU_POOL_ENV: ""})
+    _wait(_workers_ready, READY_TIMEOUT_S, "the workers and deployments")
+    print(f"dashboard: {api_url().removesuffix('/api')}")
 
 
 def down() -> None:
-    """Stop the processes `up` started (serve first, then the server), by recorded PID."""
-    for name in ("serve", "server"):
+    """Stop the processes `up` started (workers, then the server), by recorded PID."""
+    for name in reversed(STARTED):
         path = _pid_file(name)
         if not path.is_file():
             continue
@@ -125,10 +174,9 @@ def down() -> None:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("action", choices=["up", "down"])
-    parser.add_argument("--config", default="demo")
     args = parser.parse_args()
     if args.action == "up":
-        up(args.config)
+        up()
     else:
         down()
 

@@ -21,13 +21,18 @@ from prefect.client.schemas.filters import (
     FlowRunFilter,
     FlowRunFilterId,
     FlowRunFilterParentFlowRunId,
+    FlowRunFilterState,
+    FlowRunFilterStateType,
     LogFilter,
     LogFilterFlowRunId,
     LogFilterTimestamp,
+    WorkPoolFilter,
+    WorkPoolFilterName,
 )
-from prefect.client.schemas.objects import FlowRun
+from prefect.client.schemas.objects import FlowRun, StateType
 from prefect.client.schemas.sorting import LogSort
 from prefect.exceptions import ObjectNotFound
+from prefect.states import Scheduled
 
 from flows.parameters import check_deployment_parameters
 from pipeline.config import ConfigError
@@ -44,6 +49,32 @@ def _local(config: object) -> bool:
     if not isinstance(config, str) or not (config.endswith((".yaml", ".yml")) or "/" in config):
         return True
     return Path(config).is_file()
+
+
+def pool_wait_note(client: Any, pool: str | None) -> str | None:
+    """Why a run on work pool `pool` would not start now: its concurrency limit is taken (by
+    which runs), or None when it may start."""
+    if not pool:
+        return None
+    try:
+        limit = client.read_work_pool(pool).concurrency_limit
+    except ObjectNotFound:
+        return f"work pool {pool!r} does not exist: no worker can take the run"
+    if limit is None:
+        return None
+    busy = client.read_flow_runs(
+        work_pool_filter=WorkPoolFilter(name=WorkPoolFilterName(any_=[pool])),
+        flow_run_filter=FlowRunFilter(
+            state=FlowRunFilterState(type=FlowRunFilterStateType(any_=BUSY))
+        ),
+    )
+    if len(busy) < limit:
+        return None
+    names = ", ".join(run.name for run in busy)
+    return f"waits for work pool {pool!r}: its concurrency limit {limit} is taken by {names}"
+
+
+BUSY = [StateType.PENDING, StateType.RUNNING]
 
 
 def submit(deployment: str, parameters: dict[str, Any], out: Callable[[str], None]) -> FlowRun:
@@ -63,8 +94,12 @@ def submit(deployment: str, parameters: dict[str, Any], out: Callable[[str], Non
             check_deployment_parameters(deployment, merged)
         else:
             out(f"config {merged['config']} is not on this machine: the run's first step checks it")
-        run = client.create_flow_run_from_deployment(found.id, parameters=parameters)
+        note = pool_wait_note(client, found.work_pool_name)
+        state = Scheduled(message=note) if note else None  # the dashboard shows the reason
+        run = client.create_flow_run_from_deployment(found.id, parameters=parameters, state=state)
     out(f"submitted {name}: flow run {run.name} ({run.id}), parameters {merged}")
+    if note:
+        out(f"{name} {note}")
     return run
 
 

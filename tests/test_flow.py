@@ -108,6 +108,9 @@ def test_gpu_stages_run_on_the_gpu_pool(harness: Path, monkeypatch: pytest.Monke
         def read_deployment_by_name(self, name: str) -> SimpleNamespace:
             return SimpleNamespace(work_pool_name="gpu")
 
+        def read_work_pool(self, name: str) -> SimpleNamespace:
+            return SimpleNamespace(concurrency_limit=None)
+
     def run_deployment(name: str, parameters: dict, timeout: object) -> SimpleNamespace:
         calls.append((name, parameters))  # a worker on the pool would run this flow
         state = fineco(**parameters, return_state=True)
