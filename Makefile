@@ -41,12 +41,13 @@ lint: venv
 test: venv lint
 	$(BIN)/python -m pytest -q
 
-## demo: synthesise the demo data, start the Prefect server (127.0.0.1:4200) and the
-## deployments, run `prefect deployment run fineco/full --watch`; the server stays up (make down).
+## demo: synthesise the demo data, start the Prefect server (127.0.0.1:4200), the cpu and gpu
+## work pools with their deployments and a process worker each (flows/server.py), then run
+## fineco/full with `fineco submit full --watch`; the stack stays up (make down).
 demo: venv
 	$(BIN)/fineco synth --config demo
-	$(PREFECT_ENV) $(BIN)/python -m flows.server up --config demo
-	$(PREFECT_ENV) $(BIN)/prefect deployment run fineco/full --watch
+	$(PREFECT_ENV) $(BIN)/python -m flows.server up
+	$(PREFECT_ENV) $(BIN)/fineco submit full --watch
 	@$(BIN)/fineco run --config demo --stages report 2>/dev/null | grep '^report:'
 	@echo "dashboard: http://127.0.0.1:4200 (stop with: make down)"
 
@@ -55,7 +56,7 @@ local-demo: venv
 	$(BIN)/fineco synth --config demo
 	$(BIN)/fineco run --config demo
 
-## down: stop exactly the server and deployment processes `make demo` started.
+## down: stop exactly the server and worker processes `make demo` started.
 down:
 	$(PREFECT_ENV) $(BIN)/python -m flows.server down
 
