@@ -18,6 +18,7 @@ import sys
 import time
 from collections.abc import Sequence
 from pathlib import Path
+from uuid import UUID
 
 from pipeline.config import Config, ConfigError
 from pipeline.config.loading import load_config
@@ -36,6 +37,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
         datefmt="%H:%M:%S",
     )
+    logging.getLogger("httpx").setLevel(logging.WARNING)  # the Prefect client's every request
     try:
         config = load_config(args.config, args.overrides) if args.needs_config else None
         return args.command(args, config)
@@ -270,16 +272,15 @@ def _submit(args: argparse.Namespace, config: Config | None) -> int:
     return _watched(run.id) if args.watch else 0
 
 
-def _watched(flow_run_id) -> int:
+def _watched(flow_run_id: UUID) -> int:
+    """Print the run's logs until it ends; 0 when it completed."""
     from flows.submit import watch
 
     run = watch(flow_run_id, print)
-    assert run.state is not None
-    print(
-        f"flow run {run.name}: {run.state.name}"
-        + (f": {run.state.message}" * bool(run.state.message))
-    )
-    return 0 if run.state.is_completed() else 1
+    state = run.state
+    assert state is not None  # watch returns a final run
+    print(f"flow run {run.name}: {state.name}" + (f": {state.message}" if state.message else ""))
+    return 0 if state.is_completed() else 1
 
 
 def _resume(args: argparse.Namespace, config: Config | None) -> int:

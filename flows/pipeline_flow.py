@@ -37,8 +37,8 @@ from flows.submit import pool_wait_note
 from flows.tasks import bound_stage_task, decode_shards_as_tasks, extract_shards_as_tasks
 from pipeline.config import Config, ConfigError
 from pipeline.runner import Results, StageFunction, planned_calls, run_stages
-from pipeline.stage import StageInputs
-from storage.layout import Manifest, artifact_root
+from pipeline.stage import StageInputs, read_stage_manifest
+from storage.layout import Manifest, artifact_root, stage_dir
 
 SHARD_RUNNERS = {"decode": decode_shards_as_tasks, "extract": extract_shards_as_tasks}
 
@@ -67,7 +67,8 @@ def _executor(plan: _Plan):
         stage = inputs.stage
         rerun = stage in plan.rerun
         gpu = stage in execution.gpu_stages
-        if gpu and execution.gpu_pool and stage not in plan.dispatched:
+        pending = rerun or not _built(inputs)  # a cache hit needs no run on the pool
+        if gpu and execution.gpu_pool and stage not in plan.dispatched and pending:
             run_on_gpu_pool(plan, stage, rerun)
             plan.dispatched.add(stage)
             rerun = False  # the pool's run built it; here it is a cache hit
@@ -92,6 +93,12 @@ def with_gpu_pool(settings: Config, overrides: list[str]) -> Config:
         return settings
     execution = dataclasses.replace(settings.execution, gpu_pool=pool)
     return dataclasses.replace(settings, execution=execution)
+
+
+def _built(inputs: StageInputs) -> bool:
+    """Whether this stage call already completed (its manifest is in its stage folder)."""
+    folder = stage_dir(inputs.artifacts, inputs.stage, inputs.key)
+    return read_stage_manifest(folder, inputs.info_type) is not None
 
 
 def run_on_gpu_pool(plan: _Plan, stage: str, rerun: bool) -> None:

@@ -100,7 +100,9 @@ def resume(
     completed, other parameters than the run's, and an unfinished run unless `force` (the server
     cannot tell a live run from one whose worker was killed; `force` marks it Crashed first).
     """
-    with get_client(sync_client=True) as client:
+    from flows.submit import api_client
+
+    with api_client() as client:
         run = find_flow_run(client, flow_run)
         _refuse_changes(run, config, overrides)
         state = run.state.name if run.state else "unknown"

@@ -9,13 +9,15 @@ run (`[finetune[fineco]]`) or flow run, and returns when the run is final.
 
 from __future__ import annotations
 
+import contextlib
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from datetime import datetime
 from pathlib import Path
 from typing import Any
 from uuid import UUID
 
+import httpx
 from prefect import get_client
 from prefect.client.schemas.filters import (
     FlowRunFilter,
@@ -32,6 +34,7 @@ from prefect.client.schemas.filters import (
 from prefect.client.schemas.objects import FlowRun, StateType
 from prefect.client.schemas.sorting import LogSort
 from prefect.exceptions import ObjectNotFound
+from prefect.settings import PREFECT_API_URL
 from prefect.states import Scheduled
 
 from flows.parameters import check_deployment_parameters
@@ -77,11 +80,24 @@ def pool_wait_note(client: Any, pool: str | None) -> str | None:
 BUSY = [StateType.PENDING, StateType.RUNNING]
 
 
+@contextlib.contextmanager
+def api_client() -> Iterator[Any]:
+    """The synchronous Prefect client; an API that does not answer is a one-line ConfigError."""
+    try:
+        with get_client(sync_client=True) as client:
+            yield client
+    except httpx.TransportError as error:
+        raise ConfigError(
+            f"the Prefect API at {PREFECT_API_URL.value()} does not answer ({error}); start it "
+            "(`make demo`, `python -m flows.server up`) or set PREFECT_API_URL"
+        ) from error
+
+
 def submit(deployment: str, parameters: dict[str, Any], out: Callable[[str], None]) -> FlowRun:
     """Check `parameters` over the deployment's defaults, then create a run of
     `fineco/<deployment>`; a ConfigError (nothing submitted) names the bad value."""
     name = f"{FLOW}/{deployment}"
-    with get_client(sync_client=True) as client:
+    with api_client() as client:
         try:
             found = client.read_deployment_by_name(name)
         except ObjectNotFound:
@@ -117,7 +133,7 @@ def watch(flow_run_id: UUID, out: Callable[[str], None], poll_s: float = POLL_S)
     returns its final record."""
     seen: set[UUID] = set()
     since: datetime | None = None
-    with get_client(sync_client=True) as client:
+    with api_client() as client:
         while True:
             run = client.read_flow_run(flow_run_id)
             final = run.state is not None and run.state.is_final()

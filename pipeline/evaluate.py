@@ -87,6 +87,7 @@ class EvaluateInputs(StageInputs):
         "pipeline.evaluate",
         "pipeline.evaluation",
         "pipeline.datasets",
+        "pipeline.training.batches",
         "pipeline.training.data",
         "pipeline.training.model_factory",
         "pipeline.training.checkpoints",

@@ -141,6 +141,7 @@ class StudyInputs(StageInputs):
         "pipeline.study_plan",
         "pipeline.evaluation",
         "pipeline.reporting.study",
+        "pipeline.training.batches",
         "pipeline.training.data",
         "pipeline.training.model_factory",
         "pipeline.training.checkpoints",

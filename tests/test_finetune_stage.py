@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import re
+from collections.abc import Callable
 from dataclasses import replace
 from pathlib import Path
 
@@ -17,8 +18,10 @@ from tiny_model import FEATURE_DIM as DIM
 from tiny_model import TINY_MODEL as MODEL
 
 from pipeline.config import FinecoConfig, FinetuneConfig, OptimConfig
+from pipeline.config.loading import load_config
 from pipeline.finetune import FinetuneInputs, run_finetune
 from pipeline.ingest import IngestInputs, run_ingest
+from pipeline.runner import run_stages
 from pipeline.stage import stage_key
 from pipeline.training.model_factory import build_model
 from pipeline.training.warm_start import MMPT_PREFIX, unmap_key
@@ -109,3 +112,20 @@ def test_from_pretrain_needs_a_pretrain_manifest(tmp_path: Path) -> None:
     ingest, extract, artifacts = qa_manifests(tmp_path)
     with pytest.raises(ValueError, match="from_pretrain is set but no pretrain manifest"):
         inputs(replace(FINETUNE, from_pretrain=True), ingest, extract, artifacts)
+
+
+def test_a_last_batch_of_one_item_is_left_out_of_each_epoch(
+    tiny_run: dict, fresh_root: Callable[[str], Path]
+) -> None:
+    """A batch of one has no negatives (contrastive loss 0, yet AdamW would move the weights):
+    with items = k * batch + 1, each epoch trains k full batches."""
+    items = tiny_run["fineco"]["finetune"].info.training.items
+    assert items > 2
+    overrides = [f"finetune.optim.batch_size={items - 1}", "finetune.baseline=false"]
+    config = load_config("tiny", overrides)
+    manifest = run_stages(config, ["finetune"], fresh_root("lone"))["fineco"]["finetune"]
+    training = manifest.info.training
+    assert training.items == items and training.steps_per_epoch == 1
+    assert training.steps == config.finetune.optim.epochs
+    lines = [json.loads(line) for line in manifest.output("metrics").read_text().splitlines()]
+    assert all(line["parts"]["l2"] > 0 for line in lines)

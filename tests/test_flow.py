@@ -118,10 +118,19 @@ def test_gpu_stages_run_on_the_gpu_pool(harness: Path, monkeypatch: pytest.Monke
 
     monkeypatch.setattr(module, "run_deployment", run_deployment)
     monkeypatch.setattr(module, "get_client", lambda sync_client: Client())
-    _, states = _run(stages=STAGES, overrides=["execution.gpu_pool=gpu"], rerun=["finetune"])
-    gpu = ["extract", "pretrain", "finetune", "evaluate"]
-    assert [name for name, _ in calls] == [f"fineco/{stage}" for stage in gpu]
+    # extract and pretrain are cached: no pool run; finetune is rebuilt; evaluate is re-keyed
+    overrides = ["execution.gpu_pool=gpu", "evaluate.dual_softmax_temperature=0.7"]
+    _, states = _run(stages=STAGES, overrides=overrides, rerun=["finetune"])
+    assert [name for name, _ in calls] == ["fineco/finetune", "fineco/evaluate"]
     assert all(p["overrides"][-1] == "execution.gpu_pool=" for _, p in calls)
     assert all(p["synthetic"] is False for _, p in calls)
-    assert calls[2][1]["rerun"] == ["finetune"] and calls[0][1]["rerun"] == []
+    assert calls[0][1]["rerun"] == ["finetune"] and calls[1][1]["rerun"] == []
     assert states["finetune[fineco]"] == "Cached", states  # the pool's run built it
+    assert states["evaluate[fineco]"] == "Cached", states
+
+    # FINECO_GPU_POOL (the CPU worker's) stands in for an empty execution.gpu_pool; the pool's
+    # run, given `execution.gpu_pool=`, runs its stage instead of sending it on again
+    calls.clear()
+    monkeypatch.setenv("FINECO_GPU_POOL", "gpu")
+    _run(stages=["evaluate"], overrides=["evaluate.dual_softmax_temperature=0.8"])
+    assert [name for name, _ in calls] == ["fineco/evaluate"]

@@ -197,7 +197,7 @@ HOWTO_CONFIG = PretrainConfig(
 
 def howto_pairs() -> pd.DataFrame:
     """Captions of three videos (shuffled rows; one video without features, one whose captions
-    run past its 3 s of features)."""
+    run past its 3 s of features, the last one starting after them)."""
     words = WORDS.split()
     rows = [
         ("mid", 3.0 * i, 3.0 * i + 2.5, " ".join(words[i % 9 : i % 9 + 1 + i % 3]))
@@ -222,7 +222,12 @@ def howto_clips(features, tokenizer, seed: int = 7, **changes) -> HowToClips:
 def test_howto_clips_group_captions_by_video(features, tokenizer) -> None:
     dataset = howto_clips(features, tokenizer)
     assert dataset.video_ids == ["long", "mid", "tiny"]
-    assert dataset.dropped == {"missing_features_videos": 1, "missing_features_pairs": 2}
+    assert dataset.dropped == {
+        "missing_features_videos": 1,
+        "missing_features_pairs": 2,
+        "captions_after_video_end": 1,  # tiny's caption at 6 s of 3 s of features
+    }
+    assert [len(captions.texts) for captions in dataset._captions] == [13, 12, 2]
     assert len(dataset) == 3 * HOWTO_CONFIG.clips_per_video
     assert [dataset.spans(index).video_position for index in range(len(dataset))] == [
         index // 4 for index in range(12)
@@ -251,7 +256,8 @@ def test_howto_clips_spans_and_budgets_within_bounds(features, tokenizer) -> Non
             spans, item = dataset.spans(index), dataset[index]
             video_id = dataset.video_ids[spans.video_position]
             n_seconds = VIDEO_SECONDS[video_id]
-            captions = table[table.video_id == video_id]
+            kept = np.floor(table.start_s) < n_seconds  # the others are dropped
+            captions = table[(table.video_id == video_id) & kept]
             starts, ends, texts = captions.start_s.tolist(), captions.end_s.tolist(), captions.text
             assert 0 <= spans.video_start < spans.video_stop <= n_seconds
             assert item.true_length == spans.video_stop - spans.video_start

@@ -1,4 +1,4 @@
-"""Datasets, collation and loaders that feed extracted features and text to VideoCLIP.
+"""Datasets and loaders that feed extracted features and text to VideoCLIP (batches: `batches`).
 
 Token layout (reference/videoclip-facts.md §2.1, MMPT's Aligner): text `[CLS] t1..tn [SEP]` with
 at most `max_text_tokens` word pieces (VideoCLIP: 61); video the first `min(len, max_video_len)`
@@ -18,65 +18,22 @@ from __future__ import annotations
 import logging
 import math
 from collections import Counter
-from dataclasses import dataclass, fields
+from dataclasses import dataclass
 
 import numpy as np
 import pandas as pd
 import torch
-from torch import Tensor
 from torch.utils.data import DataLoader, Dataset
 from transformers import PreTrainedTokenizerBase
 
 from models.heads import IGNORE_INDEX
 from pipeline.config import ModelConfig, PretrainConfig
+from pipeline.training.batches import PAD_ID, Batch, ClipItem, collate  # noqa: F401 (re-exported)
 from storage.features import FeatureStore
 from storage.layout import Manifest
 from storage.tables import read_table
 
 log = logging.getLogger(__name__)
-
-PAD_ID = 0  # text padding id of BERT vocabularies ([PAD]); padded positions are masked anyway
-
-
-@dataclass
-class ClipItem:
-    """One dataset item before collation."""
-
-    video: np.ndarray  # (k, 512) float32, k <= max_video_len
-    text_ids: list[int]  # [CLS] t1..tn [SEP]
-    true_length: int  # seconds of the clip before truncation to max_video_len
-    index: int  # dataset item index
-    answer: int = IGNORE_INDEX  # QA: answer-vocabulary index; MC: correct candidate; else -100
-
-
-@dataclass
-class Batch:
-    """A collated batch; masks are True at real frames and tokens."""
-
-    video: Tensor  # (B, K, 512) float32, zero at padding
-    video_mask: Tensor  # (B, K) bool
-    text_ids: Tensor  # (B, L) long, PAD_ID at padding
-    text_mask: Tensor  # (B, L) bool
-    true_lengths: Tensor  # (B,) long, clip seconds before truncation
-    index: Tensor  # (B,) long, dataset item indices
-    # (B,) long, ClipItem.answer (IGNORE_INDEX = none); None when built by hand = all IGNORE_INDEX
-    answers: Tensor = None  # type: ignore[assignment]
-
-    def __post_init__(self) -> None:
-        if self.answers is None:
-            self.answers = torch.full_like(self.index, IGNORE_INDEX, dtype=torch.long)
-
-    @property
-    def size(self) -> int:
-        return int(self.video.shape[0])
-
-    def to(self, device: torch.device | str) -> Batch:
-        non_blocking = torch.device(device).type == "cuda"
-        moved = {
-            field.name: getattr(self, field.name).to(device, non_blocking=non_blocking)
-            for field in fields(self)
-        }
-        return Batch(**moved)
 
 
 def _layout(word_ids: list[int], tokenizer: PreTrainedTokenizerBase, limit: int) -> list[int]:
@@ -244,7 +201,19 @@ class HowToClips(Dataset):
                 "missing_features_pairs": int((~known).sum()),
             }
             log.warning("videos and captions dropped, no features: %s", self.dropped)
-        ordered = pairs[known].sort_values(["video_id", "start_s"], kind="stable")
+        kept = pairs[known]
+        seconds = kept.video_id.map(features.n_seconds).to_numpy(float)  # each caption's video
+        after = np.floor(kept.start_s.to_numpy(float)) >= seconds
+        if after.any():  # a documented repair (README, "Real datasets")
+            self.dropped["captions_after_video_end"] = int(after.sum())
+            first = kept[after].iloc[0]
+            log.warning(
+                "%d captions start at or after their video's end (its last decoded second) and "
+                "are dropped; e.g. pair %s at %.1f s of video %s (%d s)",
+                *(int(after.sum()), first.pair_id, first.start_s, first.video_id),
+                features.n_seconds(first.video_id),
+            )
+        ordered = kept[~after].sort_values(["video_id", "start_s"], kind="stable")
         self.video_ids: list[str] = []
         self._captions: list[_Captions] = []
         for video_id, group in ordered.groupby("video_id", sort=True):
@@ -328,28 +297,6 @@ def _grow_video(
         else:
             start -= 1
     return start, stop
-
-
-def collate(items: list[ClipItem]) -> Batch:
-    """Pad video with zeros to the batch's longest clip K, text with PAD_ID to its longest L."""
-    if not items:
-        raise ValueError("collate needs at least one item")
-    frames = max(len(item.video) for item in items)
-    tokens = max(len(item.text_ids) for item in items)
-    size, dim = len(items), items[0].video.shape[1]
-    video = torch.zeros(size, frames, dim)  # (B, K, 512)
-    video_mask = torch.zeros(size, frames, dtype=torch.bool)  # (B, K)
-    text_ids = torch.full((size, tokens), PAD_ID, dtype=torch.long)  # (B, L)
-    text_mask = torch.zeros(size, tokens, dtype=torch.bool)  # (B, L)
-    for row, item in enumerate(items):
-        video[row, : len(item.video)] = torch.from_numpy(item.video)
-        video_mask[row, : len(item.video)] = True
-        text_ids[row, : len(item.text_ids)] = torch.tensor(item.text_ids, dtype=torch.long)
-        text_mask[row, : len(item.text_ids)] = True
-    true_lengths = torch.tensor([item.true_length for item in items], dtype=torch.long)  # (B,)
-    index = torch.tensor([item.index for item in items], dtype=torch.long)  # (B,)
-    answers = torch.tensor([item.answer for item in items], dtype=torch.long)  # (B,)
-    return Batch(video, video_mask, text_ids, text_mask, true_lengths, index, answers)
 
 
 def _seed_of(seed: int, epoch: int) -> int:

@@ -9,6 +9,7 @@ a killed run never records a best epoch whose weights are missing).
 from __future__ import annotations
 
 import json
+import logging
 import math
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import asdict, dataclass
@@ -27,6 +28,8 @@ from pipeline.training.objectives import Objective
 from pipeline.training.records import read_lines
 from storage.atomic import atomic_output, atomic_write_json
 
+log = logging.getLogger(__name__)
+
 Validate = Callable[[VideoCLIP], dict[str, Any]]  # the model → its validation record
 EpochOrder = Callable[[VideoCLIP, int], list[int]]  # (model, epoch) → the epoch's item order
 
@@ -42,6 +45,7 @@ TRAINING_MODULES = (
     "pipeline.training.records",
     "pipeline.training.schedule",
     "pipeline.training.checkpoints",
+    "pipeline.training.batches",
     "pipeline.training.data",
     "pipeline.training.model_factory",
     "pipeline.devices",
@@ -82,7 +86,15 @@ def fit(
     the per-epoch validation records are the stage's outputs. `epoch_order`, called at each
     epoch's start with the model as it is then, gives the epoch's items in batch order (exactly
     `steps_per_epoch` batches); else each epoch is a seeded shuffle."""
-    steps_per_epoch = math.ceil(len(dataset) / optim.batch_size)
+    # A last batch of one item has no negatives: its contrastive loss is 0, yet AdamW would
+    # still move the weights (momentum, weight decay). Each epoch leaves that item out instead
+    # (another one each epoch: the order is reshuffled). Retrieval batches are always full.
+    lone = epoch_order is None and len(dataset) > 1 and len(dataset) % optim.batch_size == 1
+    steps_per_epoch = math.ceil(len(dataset) / optim.batch_size) - int(lone)
+    if lone:
+        log.info(
+            "%d items in batches of %d: each epoch leaves out one", len(dataset), optim.batch_size
+        )
 
     def loader(epoch: int, skip_batches: int) -> Iterable:
         return make_loader(
@@ -93,6 +105,7 @@ def fit(
             epoch=epoch,
             num_workers=optim.num_workers,
             skip_batches=skip_batches,
+            drop_last=lone,
             order=epoch_order(model, epoch) if epoch_order else None,
         )
 
