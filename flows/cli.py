@@ -168,13 +168,8 @@ def _synth(args: argparse.Namespace, config: Config) -> int:
 
 def _run(args: argparse.Namespace, config: Config) -> int:
     from pipeline.config import STAGES
-    from pipeline.runner import (
-        FRONT_END,
-        parse_stages,
-        run_stages,
-        with_synthetic_data,
-        with_video_folder,
-    )
+    from pipeline.config.runs import parse_stages, with_synthetic_data, with_video_folder
+    from pipeline.runner import FRONT_END, run_stages
 
     stages = parse_stages(args.stages or STAGES)
     if args.synthetic:
@@ -240,7 +235,7 @@ def _submit_parameters(args: argparse.Namespace) -> dict[str, object]:
     """The flow parameters given on the command line (the deployment's defaults fill the rest)."""
     import json
 
-    from pipeline.runner import parse_stages
+    from pipeline.config.runs import parse_stages
 
     parameters: dict[str, object] = {}
     if args.config is not None:

@@ -17,7 +17,7 @@ from typing import Any
 
 from pipeline.config import STAGES, Config, ConfigError, FinecoConfig
 from pipeline.config.loading import load_config
-from pipeline.runner import parse_stages, with_synthetic_data
+from pipeline.config.runs import parse_stages, with_synthetic_data
 
 STRATEGIES = typing.get_args(typing.get_type_hints(FinecoConfig)["strategy"])
 

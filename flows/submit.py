@@ -41,7 +41,7 @@ from flows.parameters import check_deployment_parameters
 from pipeline.config import ConfigError
 
 FLOW = "fineco"
-POLL_S = 2.0
+POLL_S = 1.0  # seconds between reads of the run, its task runs and new logs
 LOG_PAGE = 200
 
 

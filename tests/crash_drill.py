@@ -8,7 +8,7 @@ fine-tuning, resume it, and check that what it ends with equals an uninterrupted
    the calls of three points: `decode_video` (per video), `embed_clips` (per batch of seconds)
    and `_Trainer.step` (per training step, fine-tuning only).
 2. Each drill run targets decode, extract and fine-tuning in turn: a fresh artifact root, the
-   same command, SIGKILLed (the whole process group, ffmpeg included) a random 0-0.3 s after a
+   same command, SIGKILLed (the whole process group, ffmpeg included) a random 0-0.05 s after a
    random call of that stage's point: mid-video, mid-batch, mid-checkpoint, mid-write.
 3. The same command again resumes it; its results are compared with the reference: decode
    statuses and shard digests, the feature index and feature shard digests, pretrained and
@@ -32,6 +32,7 @@ import subprocess
 import sys
 import tempfile
 import threading
+from collections import Counter
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -48,7 +49,7 @@ OVERRIDES = [  # more fine-tuning steps, a checkpoint each, one variant
     "finetune.baseline=false",
 ]
 COMMAND = ["run", "--config", "tiny", *OVERRIDES]
-MAX_DELAY_S = 0.3
+MAX_DELAY_S = 0.05  # tiny units take ~0.02-0.5 s: a longer delay often lands in the next stage
 
 
 def _wrap(target: str, after: Any) -> None:
@@ -105,7 +106,7 @@ class Drill:
     stage: str
     call: int
     delay_s: float
-    killed_in: str  # the first stage without a manifest when the kill landed ("" = none)
+    killed_in: str  # the stage running when the kill landed ("" = the run was not killed)
     equal: bool
     differences: list[str]
 
@@ -148,10 +149,19 @@ def results(root: Path) -> dict[str, Any]:
     return found
 
 
+ORDER = ("ingest", "decode", "extract", "pretrain", "finetune", "evaluate", "report")
+
+
 def _killed_in(root: Path) -> str:
-    done = {path.parent.parent.name for path in root.glob("*/*/manifest.json")}
-    order = ("ingest", "decode", "extract", "pretrain", "finetune", "evaluate", "report")
-    return next((stage for stage in order if stage not in done), "")
+    """The stage that was running when the kill landed: its folder exists without a manifest
+    (a stage creates its folder first and writes its manifest last); "between stages" if none."""
+    running = {
+        folder.parent.name
+        for stage in ORDER
+        for folder in root.glob(f"{stage}/*/")
+        if not folder.name.startswith("pool-") and not (folder / "manifest.json").is_file()
+    }
+    return ", ".join(sorted(running)) or "between stages"
 
 
 def _fresh_root(base: Path, name: str, synth: Path) -> Path:
@@ -200,7 +210,7 @@ def drill(
         delay = round(rng.uniform(0.0, MAX_DELAY_S), 3)
         root = _fresh_root(base, f"run-{index:02d}", synth)
         killed = _run(root, ["child", "kill", stage, str(call), str(delay)])
-        where = _killed_in(root) if killed.returncode == -signal.SIGKILL else ""
+        killed_at = _killed_in(root) if killed.returncode == -signal.SIGKILL else ""
         resumed = _run(root, ["child", "count", str(root / "counts.json")])
         if resumed.returncode != 0:
             differences = [f"resume failed: {resumed.stderr.strip().splitlines()[-1:]}"]
@@ -209,10 +219,10 @@ def drill(
             differences = [
                 k for k in sorted(set(reference) | set(ours)) if reference.get(k) != ours.get(k)
             ]
-        result = Drill(stage, call, delay, where, not differences, differences)
+        result = Drill(stage, call, delay, killed_at, not differences, differences)
         drills.append(result)
         verdict = "equal" if result.equal else f"DIFFERENT: {differences}"
-        killed_text = f"killed in {where}" if where else f"not killed (rc {killed.returncode})"
+        killed_text = f"killed in {killed_at}" if killed_at else f"not killed ({killed.returncode})"
         out(f"run {index + 1}/{runs}: {stage} call {call} +{delay:.3f} s, {killed_text}; {verdict}")
         shutil.rmtree(root, ignore_errors=True)
     return drills
@@ -234,9 +244,7 @@ def main() -> int:
     killed = [d for d in drills if d.killed_in]
     passed = [d for d in drills if d.equal]
     print(f"{len(passed)}/{len(drills)} runs resumed to the reference's results")
-    by_stage = {
-        s: sum(d.killed_in == s for d in killed) for s in sorted({d.killed_in for d in killed})
-    }
+    by_stage = Counter(d.killed_in for d in killed)
     print(f"killed: {len(killed)}/{len(drills)}; by stage {dict(sorted(by_stage.items()))}")
     return 0 if len(passed) == len(drills) else 1
 

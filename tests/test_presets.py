@@ -14,7 +14,8 @@ import pytest
 
 from pipeline.config import STAGES
 from pipeline.config.loading import load_config
-from pipeline.runner import run_stages, with_synthetic_data
+from pipeline.config.runs import with_synthetic_data
+from pipeline.runner import run_stages
 from pipeline.training.variants import variant_settings
 
 pytestmark = pytest.mark.slow
