@@ -12,6 +12,7 @@ warning and never fails the stage. The artifact calls pass `_sync=True` so they 
 
 from __future__ import annotations
 
+import contextvars
 import logging
 import re
 import threading
@@ -92,11 +93,13 @@ class ProgressArtifact:
         with self._lock:
             if self.artifact_id is None:
                 return
-            self._latest = progress
+            self._latest = max(self._latest, progress)  # never backwards
             wait = PROGRESS_MIN_INTERVAL_S - (_now() - self._sent_at)
             if progress < 100.0 and wait > 0:
                 if self._timer is None:  # send whatever is latest once the interval has passed
-                    self._timer = threading.Timer(wait, self._flush)
+                    # with this thread's context: the run's settings (API URL) included
+                    flush = contextvars.copy_context().run
+                    self._timer = threading.Timer(wait, flush, args=(self._flush,))
                     self._timer.daemon = True
                     self._timer.start()
                 return

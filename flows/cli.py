@@ -263,6 +263,8 @@ def _submit(args: argparse.Namespace, config: Config | None) -> int:
     """Check the parameters as the flow's first step will, submit, optionally watch."""
     from flows.submit import submit
 
+    if "=" in args.deployment:  # `fineco submit key=value ...`: an override, deployment full
+        args.overrides, args.deployment = [args.deployment, *args.overrides], "full"
     run = submit(args.deployment, _submit_parameters(args), print)
     return _watched(run.id) if args.watch else 0
 

@@ -72,12 +72,22 @@ def check_pipeline(
     synthetic: bool,
 ) -> PipelineRequest:
     """The settings and stage lists of a pipeline run, or a ConfigError naming the bad value."""
-    settings = load_config(_text(config, "config"), _names(overrides, "overrides"))
-    if _flag(synthetic, "synthetic"):
+    chosen, reruns = _pipeline_shape(config, stages, rerun, overrides, synthetic)
+    settings = load_config(config, list(overrides or []))
+    if synthetic:
         settings = with_synthetic_data(settings)
-    chosen = parse_stages(_names(stages, "stages") or list(STAGES))
-    reruns = set(parse_stages(_names(rerun, "rerun")))
     return PipelineRequest(settings, chosen, reruns)
+
+
+def _pipeline_shape(
+    config: object, stages: object, rerun: object, overrides: object, synthetic: object
+) -> tuple[list[str], set[str]]:
+    """Everything of a pipeline run's parameters but the config's content; the stage lists."""
+    _text(config, "config")
+    _names(overrides, "overrides")
+    _flag(synthetic, "synthetic")
+    chosen = parse_stages(_names(stages, "stages") or list(STAGES))
+    return chosen, set(parse_stages(_names(rerun, "rerun")))
 
 
 def check_study(
@@ -88,8 +98,10 @@ def check_study(
     quick: bool,
     overrides: Sequence[str] | None,
     rerun_analysis: bool = False,
-) -> StudyRequest:
-    """The settings and method lists of a study run, or a ConfigError naming the bad value."""
+    read_config: bool = True,
+) -> StudyRequest | None:
+    """The settings and method lists of a study run, or a ConfigError naming the bad value.
+    Without `read_config`, everything but the config's content is checked (and None returned)."""
     from pipeline.study_plan import DEFAULT_VARIANTS, FINECO_VARIANTS, study_settings
 
     _flag(rerun_analysis, "rerun_analysis")
@@ -103,20 +115,26 @@ def check_study(
     unknown = [name for name in chosen_variants if name not in FINECO_VARIANTS]
     if unknown:
         raise ConfigError(f"unknown variant(s) {unknown}; variants: {', '.join(FINECO_VARIANTS)}")
-    settings, seed_list = study_settings(
-        _text(config, "config"), _names(overrides, "overrides"), seeds, _flag(quick, "quick")
-    )
+    config, override_list = _text(config, "config"), _names(overrides, "overrides")
+    quick = _flag(quick, "quick")
+    if not read_config:
+        return None
+    settings, seed_list = study_settings(config, override_list, seeds, quick)
     return StudyRequest(settings, seed_list, chosen_strategies, chosen_variants)
 
 
 PIPELINE_PARAMETERS = ("config", "stages", "rerun", "overrides", "synthetic")
-STUDY_PARAMETERS = ("config", "seeds", "strategies", "variants", "quick", "overrides")
-STUDY_PARAMETERS += ("rerun_analysis",)
+STUDY_PARAMETERS = (
+    *("config", "seeds", "strategies", "variants", "quick", "overrides", "rerun_analysis"),
+)
 
 
-def check_deployment_parameters(deployment: str, parameters: Mapping[str, Any]) -> None:
+def check_deployment_parameters(
+    deployment: str, parameters: Mapping[str, Any], read_config: bool = True
+) -> None:
     """Check the full parameters (the deployment's defaults with the caller's on top) of a run of
-    `fineco/<deployment>`, as its flow's first step will: a ConfigError names what is wrong."""
+    `fineco/<deployment>`, as its flow's first step will: a ConfigError names what is wrong.
+    Without `read_config` (a config file only the workers have), the config is not read."""
     study = deployment == "study"
     known = STUDY_PARAMETERS if study else PIPELINE_PARAMETERS
     unknown = sorted(set(parameters) - set(known))
@@ -133,12 +151,9 @@ def check_deployment_parameters(deployment: str, parameters: Mapping[str, Any]) 
             parameters.get("quick", False),
             parameters.get("overrides"),
             parameters.get("rerun_analysis", False),
+            read_config,
         )
         return
-    check_pipeline(
-        parameters.get("config", "demo"),
-        parameters.get("stages"),
-        parameters.get("rerun"),
-        parameters.get("overrides"),
-        parameters.get("synthetic", False),
-    )
+    defaults = {"config": "demo", "synthetic": False}
+    values = [parameters.get(name, defaults.get(name)) for name in PIPELINE_PARAMETERS]
+    (check_pipeline if read_config else _pipeline_shape)(*values)

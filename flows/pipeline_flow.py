@@ -19,6 +19,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from prefect import State, flow, get_client, get_run_logger
+from prefect.context import FlowRunContext
 from prefect.deployments import run_deployment
 from prefect.states import Failed
 
@@ -65,7 +66,8 @@ def _executor(plan: _Plan):
 
     def execute(label: str, function: StageFunction, inputs: StageInputs) -> Manifest:
         stage = inputs.stage
-        rerun = stage in plan.rerun
+        # a stage the pool's run built (every call of it, rerun or not) is a cache hit here
+        rerun = stage in plan.rerun and stage not in plan.dispatched
         gpu = stage in execution.gpu_stages
         pending = rerun or not _built(inputs)  # a cache hit needs no run on the pool
         if gpu and execution.gpu_pool and stage not in plan.dispatched and pending:
@@ -84,12 +86,16 @@ def _executor(plan: _Plan):
     return execute
 
 
-def with_gpu_pool(settings: Config, overrides: list[str]) -> Config:
-    """`execution.gpu_pool` from the worker's FINECO_GPU_POOL when the config leaves it empty
-    and no override sets it (a GPU pool run gets `execution.gpu_pool=`: it runs its stage)."""
-    pool = os.environ.get(GPU_POOL_ENV, "")
-    explicit = any(item.startswith("execution.gpu_pool=") for item in overrides)
-    if settings.execution.gpu_pool or explicit or not pool:
+def with_gpu_pool(settings: Config, overrides: list[str], own_pool: str | None) -> Config:
+    """The GPU stages' work pool of this run: `execution.gpu_pool`, else the worker's
+    FINECO_GPU_POOL when no override sets the key (a GPU pool run gets `execution.gpu_pool=`:
+    it runs its stage). A run that is itself on that pool runs its GPU stages in place: sent on
+    to the pool, they would wait for the slot this run holds."""
+    explicit = any(item.partition("=")[0].strip() == "execution.gpu_pool" for item in overrides)
+    pool = settings.execution.gpu_pool or ("" if explicit else os.environ.get(GPU_POOL_ENV, ""))
+    if pool and pool == own_pool:
+        pool = ""
+    if pool == settings.execution.gpu_pool:
         return settings
     execution = dataclasses.replace(settings.execution, gpu_pool=pool)
     return dataclasses.replace(settings, execution=execution)
@@ -174,7 +180,9 @@ def fineco(
         logger.error("invalid parameters: %s", error)
         return Failed(message=f"invalid parameters: {error}")
     begin_attempt(logger)
-    settings = with_gpu_pool(request.settings, list(overrides or []))
+    context = FlowRunContext.get()
+    own_pool = context.flow_run.work_pool_name if context and context.flow_run else None
+    settings = with_gpu_pool(request.settings, list(overrides or []), own_pool)
     chosen, reruns = request.stages, request.rerun
     artifacts = artifact_root()
     logger.info("config %s, stages %s, rerun %s, artifacts %s", config, chosen, reruns, artifacts)

@@ -13,6 +13,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import Any
 from uuid import UUID
 
 from prefect import get_client
@@ -25,8 +26,10 @@ from prefect.client.schemas.filters import (
     TaskRunFilterStateType,
 )
 from prefect.client.schemas.objects import FlowRun, StateType
+from prefect.exceptions import ObjectNotFound
 from prefect.states import Crashed, Scheduled
 
+from flows.api import api_client, descendants
 from pipeline.config import ConfigError
 
 log = logging.getLogger(__name__)
@@ -51,18 +54,27 @@ def crash_stale_task_runs(flow_run_id: UUID, attempt: int) -> list[str]:
     return [task_run.name for task_run in stale]
 
 
+def _unfinished(run: FlowRun) -> bool:
+    return run.state is not None and not run.state.is_final()
+
+
 @dataclass(frozen=True)
 class Resumed:
     flow_run: FlowRun
     previous_state: str
 
 
-def find_flow_run(client, flow_run: str) -> FlowRun:
+def find_flow_run(client: Any, flow_run: str) -> FlowRun:
     """A flow run by id or by name (a ConfigError when there is none or the name is ambiguous)."""
     try:
-        return client.read_flow_run(UUID(flow_run))
+        run_id = UUID(flow_run)
     except ValueError:  # not a UUID: a name such as "cheerful-otter"
         pass
+    else:
+        try:
+            return client.read_flow_run(run_id)
+        except ObjectNotFound:
+            raise ConfigError(f"no flow run with id {flow_run} on {client.api_url}") from None
     found = client.read_flow_runs(
         flow_run_filter=FlowRunFilter(name=FlowRunFilterName(any_=[flow_run])), limit=2
     )
@@ -97,11 +109,11 @@ def resume(
     """Schedule flow run `flow_run` (id or name) of a deployment again, with its parameters.
 
     Refused, with the reason: a run that has no deployment (it ran in a local process), a run that
-    completed, other parameters than the run's, and an unfinished run unless `force` (the server
-    cannot tell a live run from one whose worker was killed; `force` marks it Crashed first).
+    completed, other parameters than the run's, and, unless `force`, a run that is unfinished or
+    started runs (on the GPU pool) that are: the server cannot tell a live run from one whose
+    worker was killed, and a stale GPU-pool run would hold the pool's slot for ever. `force` marks
+    them all Crashed first.
     """
-    from flows.submit import api_client
-
     with api_client() as client:
         run = find_flow_run(client, flow_run)
         _refuse_changes(run, config, overrides)
@@ -113,14 +125,18 @@ def resume(
             )
         if run.state is not None and run.state.is_completed():
             raise ConfigError(f"flow run {run.name} is {state}: there is nothing to resume")
-        if run.state is not None and not run.state.is_final():
-            if not force:
-                raise ConfigError(
-                    f"flow run {run.name} is still {state}. If its process is gone (a killed "
-                    f"worker), mark it Crashed and resume it: fineco resume {run.name} --force"
-                )
-            message = "marked Crashed by `fineco resume --force`: its process was gone"
-            client.set_flow_run_state(run.id, Crashed(message=message), force=True)
+        # the run itself and the runs it started on the GPU pool (they hold the pool's slot)
+        unfinished = [r for r in [run, *descendants(client, run.id)] if _unfinished(r)]
+        if unfinished and not force:
+            listed = ", ".join(f"{r.name} ({r.state.name})" for r in unfinished if r.state)
+            raise ConfigError(
+                f"flow run {run.name} or a run it started is not finished: {listed}. If their "
+                "processes are gone (a killed worker), mark them Crashed and resume: "
+                f"fineco resume {run.name} --force"
+            )
+        message = "marked Crashed by `fineco resume --force`: its process was gone"
+        for stale in unfinished:
+            client.set_flow_run_state(stale.id, Crashed(message=message), force=True)
         client.set_flow_run_state(
             run.id, Scheduled(message=f"resumed by fineco resume (was {state})"), force=True
         )
@@ -135,6 +151,16 @@ def begin_attempt(logger: logging.Logger | logging.LoggerAdapter) -> None:
     if not flow_run.id:
         return
     stale = crash_stale_task_runs(UUID(flow_run.id), flow_run.run_count)
+    if flow_run.run_count > 1:  # runs an earlier attempt started on the GPU pool
+        with get_client(sync_client=True) as client:
+            started = [r for r in descendants(client, UUID(flow_run.id)) if _unfinished(r)]
+        if started:
+            logger.warning(
+                "runs an earlier attempt started are unfinished (if their worker is gone, they "
+                "hold their pool's slot; `fineco resume %s --force` marks them Crashed): %s",
+                flow_run.name,
+                ", ".join(f"{r.name} ({r.state.name})" for r in started if r.state),
+            )
     if stale:
         logger.warning(
             "attempt %d: %d task run(s) of a killed attempt marked Crashed: %s",

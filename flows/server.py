@@ -17,15 +17,18 @@ stops exactly those (workers first). The API is reached through the Prefect clie
 from __future__ import annotations
 
 import argparse
+import contextlib
 import os
 import signal
 import subprocess
 import sys
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from datetime import UTC, datetime
 from pathlib import Path
 
 from prefect import get_client
+from prefect.settings import PREFECT_API_URL, temporary_settings
 
 HEALTH_TIMEOUT_S = 120
 READY_TIMEOUT_S = 120
@@ -40,10 +43,21 @@ def prefect_home() -> Path:
     return Path(os.environ.get("PREFECT_HOME", Path.cwd() / ".prefect")).resolve()
 
 
-def api_url() -> str:
-    from prefect.settings import PREFECT_API_URL
+DEFAULT_API_URL = "http://127.0.0.1:4200/api"
 
-    return PREFECT_API_URL.value() or "http://127.0.0.1:4200/api"
+
+def api_url() -> str:
+    return PREFECT_API_URL.value() or DEFAULT_API_URL
+
+
+@contextlib.contextmanager
+def local_api() -> Iterator[None]:
+    """PREFECT_API_URL set for this process and the ones it starts: 127.0.0.1:4200 unless set.
+    (Unset, the Prefect client would start a temporary server of its own instead.)"""
+    url = api_url()
+    os.environ["PREFECT_API_URL"] = url  # for the server's and workers' processes
+    with temporary_settings(updates={PREFECT_API_URL: url}):
+        yield
 
 
 def _pid_file(name: str) -> Path:
@@ -96,11 +110,18 @@ def _wait(check: Callable[[], bool], timeout_s: float, what: str) -> None:
         time.sleep(1)
 
 
-def _workers_ready() -> bool:
-    """Both pools have a worker that has polled them, and the deployments exist."""
+def _workers_ready(since: datetime) -> bool:
+    """Both pools have a worker that polled them after `since` (records of workers of an earlier
+    `up` stay listed), and the deployments exist."""
     try:
         with get_client(sync_client=True) as client:
-            pools_ready = all(client.read_workers_for_work_pool(pool) for pool in ("cpu", "gpu"))
+            pools_ready = all(
+                any(
+                    worker.last_heartbeat_time is not None and worker.last_heartbeat_time > since
+                    for worker in client.read_workers_for_work_pool(pool)
+                )
+                for pool in ("cpu", "gpu")
+            )
             names = {deployment.name for deployment in client.read_deployments()}
     except Exception:
         return False
@@ -134,6 +155,7 @@ def setup_pools_and_deployments() -> None:
 
 def up() -> None:
     """Server (unless one answers), pools and deployments, a worker per pool; each waited for."""
+    started = datetime.now(UTC)
     if healthy():
         print(f"a Prefect server already answers at {api_url()}")
     else:
@@ -148,7 +170,7 @@ def up() -> None:
     if not _running("gpu-worker"):
         # no FINECO_GPU_POOL here even if the caller has one: its runs are the pool's runs
         _start("gpu-worker", [_bin("fineco"), "worker", "--gpu"], {**poll, GPU_POOL_ENV: ""})
-    _wait(_workers_ready, READY_TIMEOUT_S, "the workers and deployments")
+    _wait(lambda: _workers_ready(started), READY_TIMEOUT_S, "the workers and deployments")
     print(f"dashboard: {api_url().removesuffix('/api')}")
 
 
@@ -176,7 +198,8 @@ def main() -> None:
     parser.add_argument("action", choices=["up", "down"])
     args = parser.parse_args()
     if args.action == "up":
-        up()
+        with local_api():
+            up()
     else:
         down()
 

@@ -71,6 +71,7 @@ def fineco_study(
         logger.error("invalid parameters: %s", error)
         return Failed(message=f"invalid parameters: {error}")
     begin_attempt(logger)
+    assert request is not None  # the config was read
     settings, seed_list = request.settings, request.seeds
     chosen_strategies, chosen_variants = request.strategies, request.variants
     artifacts = artifact_root()

@@ -9,40 +9,42 @@ run (`[finetune[fineco]]`) or flow run, and returns when the run is final.
 
 from __future__ import annotations
 
-import contextlib
 import time
-from collections.abc import Callable, Iterator
-from datetime import datetime
+from collections.abc import Callable
+from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
 from uuid import UUID
 
-import httpx
-from prefect import get_client
 from prefect.client.schemas.filters import (
     FlowRunFilter,
-    FlowRunFilterId,
-    FlowRunFilterParentFlowRunId,
     FlowRunFilterState,
     FlowRunFilterStateType,
     LogFilter,
     LogFilterFlowRunId,
     LogFilterTimestamp,
+    TaskRunFilter,
+    TaskRunFilterId,
     WorkPoolFilter,
     WorkPoolFilterName,
 )
 from prefect.client.schemas.objects import FlowRun, StateType
 from prefect.client.schemas.sorting import LogSort
 from prefect.exceptions import ObjectNotFound
-from prefect.settings import PREFECT_API_URL
 from prefect.states import Scheduled
 
+from flows.api import api_client, descendants
 from flows.parameters import check_deployment_parameters
 from pipeline.config import ConfigError
 
 FLOW = "fineco"
 POLL_S = 1.0  # seconds between reads of the run, its task runs and new logs
 LOG_PAGE = 200
+# Runs send their logs in batches (PREFECT_LOGGING_TO_API_BATCH_INTERVAL, 2 s) and at exit, so a
+# log can arrive after newer ones and after its run is final: each read looks this far back,
+# and `watch` goes on reading until the run has been final this long with nothing new.
+LATE_S = 5.0
+BUSY = [StateType.PENDING, StateType.RUNNING]  # a run holding a slot of its pool's limit
 
 
 def _local(config: object) -> bool:
@@ -77,22 +79,6 @@ def pool_wait_note(client: Any, pool: str | None) -> str | None:
     return f"waits for work pool {pool!r}: its concurrency limit {limit} is taken by {names}"
 
 
-BUSY = [StateType.PENDING, StateType.RUNNING]
-
-
-@contextlib.contextmanager
-def api_client() -> Iterator[Any]:
-    """The synchronous Prefect client; an API that does not answer is a one-line ConfigError."""
-    try:
-        with get_client(sync_client=True) as client:
-            yield client
-    except httpx.TransportError as error:
-        raise ConfigError(
-            f"the Prefect API at {PREFECT_API_URL.value()} does not answer ({error}); start it "
-            "(`make demo`, `python -m flows.server up`) or set PREFECT_API_URL"
-        ) from error
-
-
 def submit(deployment: str, parameters: dict[str, Any], out: Callable[[str], None]) -> FlowRun:
     """Check `parameters` over the deployment's defaults, then create a run of
     `fineco/<deployment>`; a ConfigError (nothing submitted) names the bad value."""
@@ -106,10 +92,10 @@ def submit(deployment: str, parameters: dict[str, Any], out: Callable[[str], Non
                 f"no deployment {name} on {client.api_url}; deployments: {', '.join(known)}"
             ) from None
         merged = {**(found.parameters or {}), **parameters}
-        if _local(merged.get("config")):
-            check_deployment_parameters(deployment, merged)
-        else:
-            out(f"config {merged['config']} is not on this machine: the run's first step checks it")
+        here = _local(merged.get("config"))
+        check_deployment_parameters(deployment, merged, read_config=here)
+        if not here:
+            out(f"config {merged['config']} is not on this machine: the run's first step reads it")
         note = pool_wait_note(client, found.work_pool_name)
         state = Scheduled(message=note) if note else None  # the dashboard shows the reason
         run = client.create_flow_run_from_deployment(found.id, parameters=parameters, state=state)
@@ -133,41 +119,39 @@ def watch(flow_run_id: UUID, out: Callable[[str], None], poll_s: float = POLL_S)
     returns its final record."""
     seen: set[UUID] = set()
     since: datetime | None = None
+    labels: dict[UUID, str] = {}  # task and flow run id -> name
+    final_at: float | None = None  # when the run was first seen final
+    quiet_since = time.monotonic()  # when the last new log line came
     with api_client() as client:
         while True:
             run = client.read_flow_run(flow_run_id)
-            final = run.state is not None and run.state.is_final()
-            runs = [run, *_children(client, flow_run_id)]
-            labels: dict[UUID, str] = {r.id: r.name for r in runs}
+            if final_at is None and run.state is not None and run.state.is_final():
+                final_at = time.monotonic()
+            runs = [run, *descendants(client, flow_run_id)]
+            labels |= {r.id: r.name for r in runs}
             ids = [r.id for r in runs]
-            for task_run in client.read_task_runs(
-                flow_run_filter=FlowRunFilter(id=FlowRunFilterId(any_=ids))
-            ):
-                labels[task_run.id] = task_run.name
-            for log in _logs_since(client, ids, since):
-                if log.id in seen:
-                    continue
+            start = None if since is None else since - timedelta(seconds=LATE_S)
+            new = [log for log in _logs_since(client, ids, start) if log.id not in seen]
+            _name_task_runs(client, {log.task_run_id for log in new} - set(labels), labels)
+            for log in new:
                 seen.add(log.id)
-                since = log.timestamp
+                since = max(since, log.timestamp) if since else log.timestamp
                 out(_line(log, labels))
-            if final:
+            now = time.monotonic()
+            quiet_since = now if new else quiet_since
+            if final_at is not None and now - max(final_at, quiet_since) >= LATE_S:
                 return run
             time.sleep(poll_s)
 
 
-def _children(client: Any, flow_run_id: UUID) -> list[FlowRun]:
-    """Flow runs started by tasks of `flow_run_id` (the GPU pool's runs), and theirs."""
-    found: list[FlowRun] = []
-    parents = [flow_run_id]
-    while parents:
-        level = client.read_flow_runs(
-            flow_run_filter=FlowRunFilter(
-                parent_flow_run_id=FlowRunFilterParentFlowRunId(any_=parents)
-            )
+def _name_task_runs(client: Any, ids: set[UUID | None], labels: dict[UUID, str]) -> None:
+    """Add the names of the task runs `ids` (None: a flow-level log) to `labels`."""
+    wanted = [task_run_id for task_run_id in ids if task_run_id is not None]
+    if wanted:
+        found = client.read_task_runs(
+            task_run_filter=TaskRunFilter(id=TaskRunFilterId(any_=wanted))
         )
-        found += level
-        parents = [run.id for run in level]
-    return found
+        labels |= {task_run.id: task_run.name for task_run in found}
 
 
 def _logs_since(client: Any, ids: list[UUID], since: datetime | None) -> list[Any]:

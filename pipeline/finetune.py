@@ -128,7 +128,16 @@ def run_finetune(inputs: FinetuneInputs) -> Manifest[FinetuneInfo]:
         objective = finetune_objective(settings, task)
         scales = {"frame_selector.": settings.fineco.selector_lr_scale}
         validation = _validation(inputs, sides)
-        fitted = fit(model, objective, dataset, settings.optim, folder, scales, validation)
+        fitted = fit(
+            model,
+            objective,
+            dataset,
+            settings.optim,
+            folder,
+            scales,
+            validation,
+            contrastive=task != "qa",  # QA's answer cross-entropy needs no negatives
+        )
         outputs = dict(fitted.outputs)
         if sides.validation is not None:  # evaluate chooses the DualSoftmax temperature on them
             held = pd.DataFrame({"pair_id": sides.validation.pair_ids})

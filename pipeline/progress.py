@@ -33,9 +33,9 @@ def report(what: str, done: int, total: int) -> None:
     channel = _CHANNEL.get()
     if channel is None:
         return
-    with channel.lock:
+    with channel.lock:  # listeners are called in the order the counts changed
         channel.tallies[what] = [done, total]
-    channel.listener(what, done, total)
+        channel.listener(what, done, total)
 
 
 def expect(what: str, total: int, done: int = 0) -> None:
@@ -44,7 +44,9 @@ def expect(what: str, total: int, done: int = 0) -> None:
 
 
 def advance(what: str, units: int = 1) -> None:
-    """`units` more units of `what` finished; safe from any thread that inherited the context."""
+    """`units` more units of `what` finished; safe from any thread that inherited the context.
+    Never shows the work complete (a retried worker may count its units twice): that takes
+    `at_least` or `report` with the gathered count."""
     channel = _CHANNEL.get()
     if channel is None:
         return
@@ -52,7 +54,7 @@ def advance(what: str, units: int = 1) -> None:
         tally = channel.tallies.setdefault(what, [0, 0])
         tally[0] += units
         done, total = tally
-    channel.listener(what, done, max(total, done))
+        channel.listener(what, min(done, total - 1) if total > 0 else done, max(total, done))
 
 
 def at_least(what: str, done: int, total: int) -> None:
@@ -64,8 +66,8 @@ def at_least(what: str, done: int, total: int) -> None:
     with channel.lock:
         tally = channel.tallies.setdefault(what, [0, total])
         tally[0], tally[1] = max(tally[0], done), total
-        done, total = tally
-    channel.listener(what, done, total)
+        shown = total if done >= total else min(tally[0], total - 1)
+        channel.listener(what, shown, total)
 
 
 @contextlib.contextmanager

@@ -43,7 +43,9 @@ POINTS = {  # stage -> the function whose calls are the kill points (as seen by 
     "extract": "pipeline.extract:embed_clips",
     "finetune": "pipeline.training.loop:_Trainer.step",
 }
-OVERRIDES = [  # more fine-tuning steps, a checkpoint each, one variant
+OVERRIDES = [  # decode in this process (the wrapped calls), more fine-tuning steps, a
+    # checkpoint each, one variant
+    "decode.workers=1",
     "finetune.optim.epochs=3",
     "finetune.optim.checkpoint_every=1",
     "finetune.baseline=false",
@@ -74,9 +76,10 @@ def _wrap(target: str, after: Any) -> None:
 
 
 def child(mode: str, argv: list[str]) -> int:
-    """In the drilled process: `count FILE` writes the calls of each point (fine-tuning steps
-    counted from the start of fine-tuning) to FILE at exit; `kill STAGE N DELAY` SIGKILLs this
-    process group DELAY s after the N-th call of STAGE's point."""
+    """In the drilled process: `count FILE` writes the calls of each point to FILE at exit (the
+    training steps of pretraining and fine-tuning together: `drill` subtracts pretraining's);
+    `kill STAGE N DELAY` SIGKILLs this process group DELAY s after the N-th call of STAGE's
+    point."""
     counts = dict.fromkeys(STAGES, 0)
     if mode == "count":
         out, rest = Path(argv[0]), argv[1:]

@@ -126,7 +126,7 @@ def test_submit_checks_parameters_before_creating_a_run(deployment: UUID) -> Non
 def test_resume_reschedules_with_the_runs_own_parameters_or_refuses(deployment: UUID) -> None:
     run = submit("full", {"overrides": ["decode.size=32"]}, print)
     with get_client(sync_client=True) as client:
-        with pytest.raises(ConfigError, match="is still Scheduled"):
+        with pytest.raises(ConfigError, match=r"not finished: .* \(Scheduled\)\. If their"):
             resume(str(run.id))
         client.set_flow_run_state(run.id, Crashed(message="killed"), force=True)
         with pytest.raises(ConfigError, match=r"ran with config 'tiny', overrides \['decode"):
@@ -138,6 +138,18 @@ def test_resume_reschedules_with_the_runs_own_parameters_or_refuses(deployment: 
         client.set_flow_run_state(run.id, Running(), force=True)  # its worker was killed
         assert resume(str(run.id), force=True).previous_state == "Running"
         assert client.read_flow_run(run.id).state.is_scheduled()
+        # a run it started on the GPU pool, left Running when the stack was killed
+        placeholder = client.create_task_run(_stage, run.id, "gpu", name="finetune-pool-run")
+        child = client.create_flow_run(
+            _killed_attempt, parent_task_run_id=placeholder.id, state=Running()
+        )
+        client.set_flow_run_state(run.id, Crashed(message="killed"), force=True)
+        with pytest.raises(ConfigError, match=rf"not finished: {child.name} \(Running\)"):
+            resume(str(run.id))
+        resume(str(run.id), force=True)
+        assert client.read_flow_run(child.id).state.is_crashed()
+        with pytest.raises(ConfigError, match="no flow run with id 00000000-"):
+            resume("00000000-0000-0000-0000-000000000000")
         local = _killed_attempt()  # a flow run of a local process, not of a deployment
         client.set_flow_run_state(local, Crashed(message="killed"), force=True)
         with pytest.raises(ConfigError, match="has no deployment"):

@@ -26,11 +26,14 @@ def test_tallies_add_up_across_threads_that_copied_the_context() -> None:
         for worker in workers:
             worker.join()
         progress.at_least("videos", 25, 40)  # behind the workers' count: it does not go back
+        before_the_end = seen[-1]
+        progress.at_least("videos", 40, 40)  # the gathered count says all are done
     progress.advance("videos")  # nobody listens any more: nothing happens
     assert seen[0] == ("videos", 10, 40)
+    assert before_the_end == ("videos", 39, 40)  # workers' counts never show the end
     assert seen[-1] == ("videos", 40, 40)
     assert [done for _, done, _ in seen] == sorted(done for _, done, _ in seen)
-    assert len(seen) == 1 + 30 + 1
+    assert len(seen) == 1 + 30 + 2
 
 
 def _advance_ten() -> None:

@@ -80,16 +80,20 @@ def fit(
     lr_scales: Mapping[str, float] | None = None,
     validation: Validation | None = None,
     epoch_order: EpochOrder | None = None,
+    contrastive: bool = True,
 ) -> Fitted:
     """Train `model` on `dataset` into `folder/checkpoints` (resuming a killed run); the kept
     weights (the last, or with `validation` maybe the best epoch's), the per-step metrics and
     the per-epoch validation records are the stage's outputs. `epoch_order`, called at each
     epoch's start with the model as it is then, gives the epoch's items in batch order (exactly
-    `steps_per_epoch` batches); else each epoch is a seeded shuffle."""
-    # A last batch of one item has no negatives: its contrastive loss is 0, yet AdamW would
-    # still move the weights (momentum, weight decay). Each epoch leaves that item out instead
-    # (another one each epoch: the order is reshuffled). Retrieval batches are always full.
-    lone = epoch_order is None and len(dataset) > 1 and len(dataset) % optim.batch_size == 1
+    `steps_per_epoch` batches); else each epoch is a seeded shuffle. `contrastive`: the loss
+    takes its negatives from the batch (every objective but QA's answer cross-entropy)."""
+    # A last batch of one item has no negatives: its contrastive loss (VideoCLIP's, FineCo's L2)
+    # is 0, yet AdamW would still move the weights (momentum, weight decay). Each epoch leaves
+    # that item out instead (another one each epoch: the order is reshuffled). Retrieval
+    # batches are always full.
+    lone = contrastive and epoch_order is None and len(dataset) % optim.batch_size == 1
+    lone = lone and len(dataset) > 1
     steps_per_epoch = math.ceil(len(dataset) / optim.batch_size) - int(lone)
     if lone:
         log.info(
