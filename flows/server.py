@@ -32,7 +32,7 @@ from prefect.settings import PREFECT_API_URL, temporary_settings
 
 HEALTH_TIMEOUT_S = 120
 READY_TIMEOUT_S = 120
-WORKER_POLL_S = "2"  # PREFECT_WORKER_QUERY_SECONDS: a submitted run starts within ~2 s + spawn
+WORKER_POLL_S = "1"  # PREFECT_WORKER_QUERY_SECONDS: a submitted run is picked up within ~1 s
 GPU_POOL_ENV = "FINECO_GPU_POOL"  # the GPU stages' work pool (flows.pipeline_flow.with_gpu_pool)
 PROJECT = Path(__file__).resolve().parent.parent
 STARTED = ("server", "serve", "cpu-worker", "gpu-worker")  # stopped in reverse order;

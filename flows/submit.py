@@ -42,8 +42,9 @@ POLL_S = 1.0  # seconds between reads of the run, its task runs and new logs
 LOG_PAGE = 200
 # Runs send their logs in batches (PREFECT_LOGGING_TO_API_BATCH_INTERVAL, 2 s) and at exit, so a
 # log can arrive after newer ones and after its run is final: each read looks this far back,
-# and `watch` goes on reading until the run has been final this long with nothing new.
-LATE_S = 5.0
+# and `watch` goes on reading until the run has been final this long with nothing new (one
+# batch interval and a second).
+LATE_S = 3.0
 BUSY = [StateType.PENDING, StateType.RUNNING]  # a run holding a slot of its pool's limit
 
 
