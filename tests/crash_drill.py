@@ -21,8 +21,6 @@ The drill function is also run by tests/test_crash_drill.py with one run.
 from __future__ import annotations
 
 import argparse
-import functools
-import importlib
 import json
 import os
 import random
@@ -36,6 +34,8 @@ from collections import Counter
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
+
+from kill_after import wrap_returns
 
 STAGES = ("decode", "extract", "finetune")
 POINTS = {  # stage -> the function whose calls are the kill points (as seen by its caller)
@@ -54,27 +54,6 @@ COMMAND = ["run", "--config", "tiny", *OVERRIDES]
 MAX_DELAY_S = 0.05  # tiny units take ~0.02-0.5 s: a longer delay often lands in the next stage
 
 
-def _wrap(target: str, after: Any) -> None:
-    """Call `after(returned)` after each return of MODULE:ATTRIBUTE."""
-    module_name, _, attribute = target.partition(":")
-    *owners, name = attribute.split(".")
-    owner: Any = importlib.import_module(module_name)
-    for part in owners:
-        owner = getattr(owner, part)
-    original = getattr(owner, name)
-    returned = 0
-
-    @functools.wraps(original)
-    def wrapped(*args: Any, **kwargs: Any) -> Any:
-        nonlocal returned
-        result = original(*args, **kwargs)
-        returned += 1
-        after(returned)
-        return result
-
-    setattr(owner, name, wrapped)
-
-
 def child(mode: str, argv: list[str]) -> int:
     """In the drilled process: `count FILE` writes the calls of each point to FILE at exit (the
     training steps of pretraining and fine-tuning together: `drill` subtracts pretraining's);
@@ -84,7 +63,7 @@ def child(mode: str, argv: list[str]) -> int:
     if mode == "count":
         out, rest = Path(argv[0]), argv[1:]
         for stage, target in POINTS.items():
-            _wrap(target, lambda n, stage=stage: counts.__setitem__(stage, n))
+            wrap_returns(target, lambda n, stage=stage: counts.__setitem__(stage, n))
     else:
         stage, count, delay, rest = argv[0], int(argv[1]), float(argv[2]), argv[3:]
 
@@ -95,7 +74,7 @@ def child(mode: str, argv: list[str]) -> int:
             if n == count:
                 threading.Timer(delay, kill).start()
 
-        _wrap(POINTS[stage], after)
+        wrap_returns(POINTS[stage], after)
     from flows.cli import main
 
     code = main(rest)

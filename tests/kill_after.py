@@ -14,11 +14,13 @@ import importlib
 import os
 import signal
 import sys
+from collections.abc import Callable
 from typing import Any
 
 
-def kill_after(target: str, count: int) -> None:
-    """Wrap MODULE:ATTRIBUTE (ATTRIBUTE may be Class.method) to SIGKILL after `count` returns."""
+def wrap_returns(target: str, after: Callable[[int], object]) -> None:
+    """Replace MODULE:ATTRIBUTE (ATTRIBUTE may be Class.method) by a wrapper that calls
+    `after(n)` after its n-th return."""
     module_name, _, attribute = target.partition(":")
     *owners, name = attribute.split(".")
     owner: Any = importlib.import_module(module_name)
@@ -32,11 +34,20 @@ def kill_after(target: str, count: int) -> None:
         nonlocal returned
         result = original(*args, **kwargs)
         returned += 1
-        if returned == count:
-            os.kill(os.getpid(), signal.SIGKILL)
+        after(returned)
         return result
 
     setattr(owner, name, wrapped)
+
+
+def kill_after(target: str, count: int) -> None:
+    """Wrap MODULE:ATTRIBUTE to SIGKILL this process after `count` returns."""
+
+    def after(returned: int) -> None:
+        if returned == count:
+            os.kill(os.getpid(), signal.SIGKILL)
+
+    wrap_returns(target, after)
 
 
 if __name__ == "__main__":

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import time
+from typing import Any
 
 from prefect.client.orchestration import get_client
 from prefect.client.schemas.filters import FlowRunFilter, FlowRunFilterId
@@ -55,3 +56,18 @@ def cache_keys(flow_run_id: object) -> dict[str, str | None]:
         return {run.name: run.cache_key for run in runs if "[" in run.name}
 
     return asyncio.run(read())
+
+
+def recorded_progress_updates(monkeypatch: Any) -> list[float]:
+    """The progress values `flows.artifacts` sends from now on (they still reach the API)."""
+    from flows import artifacts
+
+    sent: list[float] = []
+    real_update = artifacts.update_progress_artifact
+
+    def recording_update(artifact_id: object, progress: float, **kwargs: object) -> object:
+        sent.append(progress)
+        return real_update(artifact_id, progress=progress, **kwargs)
+
+    monkeypatch.setattr(artifacts, "update_progress_artifact", recording_update)
+    return sent

@@ -25,6 +25,7 @@ from prefect.client.schemas.filters import (
 from prefect.context import get_run_context
 from prefect.logging.handlers import APILogWorker
 from prefect.settings import PREFECT_LOGGING_TO_API_BATCH_INTERVAL, temporary_settings
+from prefect_runs import recorded_progress_updates
 
 from flows import artifacts, telemetry
 from flows.artifacts import (
@@ -297,14 +298,7 @@ def test_gpu_telemetry_on_a_real_gpu(caplog):
 def test_artifacts_reach_the_api(harness, monkeypatch):
     clock = [1000.0]
     monkeypatch.setattr(artifacts, "_now", lambda: clock[0])
-    sent = []
-    real_update = artifacts.update_progress_artifact
-
-    def recording_update(artifact_id, progress, **kwargs):
-        sent.append(progress)
-        return real_update(artifact_id, progress=progress, **kwargs)
-
-    monkeypatch.setattr(artifacts, "update_progress_artifact", recording_update)
+    sent = recorded_progress_updates(monkeypatch)
     rows = metrics_rows(METRICS)
 
     @flow

@@ -15,7 +15,7 @@ from prefect.context import get_run_context
 from prefect.logging.handlers import APILogWorker
 from prefect.settings import PREFECT_LOGGING_TO_API_BATCH_INTERVAL, temporary_settings
 from prefect.states import Completed, Crashed, Running
-from prefect_runs import task_states
+from prefect_runs import recorded_progress_updates, task_states
 
 from flows import artifacts
 from flows.artifacts import ProgressArtifact
@@ -187,14 +187,7 @@ def test_watch_prints_each_log_line_with_its_task_runs_label(harness: None) -> N
 
 def test_a_held_back_progress_update_is_sent_once_the_interval_has_passed(harness, monkeypatch):
     monkeypatch.setattr(artifacts, "PROGRESS_MIN_INTERVAL_S", 0.3)
-    sent = []
-    real_update = artifacts.update_progress_artifact
-
-    def recording_update(artifact_id, progress, **kwargs):
-        sent.append(progress)
-        return real_update(artifact_id, progress=progress, **kwargs)
-
-    monkeypatch.setattr(artifacts, "update_progress_artifact", recording_update)
+    sent = recorded_progress_updates(monkeypatch)
 
     @flow
     def held_back() -> list[float]:
