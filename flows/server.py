@@ -110,14 +110,15 @@ def _wait(check: Callable[[], bool], timeout_s: float, what: str) -> None:
         time.sleep(1)
 
 
-def _workers_ready(since: datetime) -> bool:
-    """Both pools have a worker that polled them after `since` (records of workers of an earlier
-    `up` stay listed), and the deployments exist."""
+def _workers_ready(since: datetime | None) -> bool:
+    """Both pools have a worker that polled them (after `since`, when given: records of workers
+    of an earlier `up` stay listed), and the deployments exist."""
     try:
         with get_client(sync_client=True) as client:
             pools_ready = all(
                 any(
-                    worker.last_heartbeat_time is not None and worker.last_heartbeat_time > since
+                    worker.last_heartbeat_time is not None
+                    and (since is None or worker.last_heartbeat_time > since)
                     for worker in client.read_workers_for_work_pool(pool)
                 )
                 for pool in ("cpu", "gpu")
@@ -165,12 +166,15 @@ def up() -> None:
         _wait(healthy, HEALTH_TIMEOUT_S, "the Prefect server")
     setup_pools_and_deployments()
     poll = {"PREFECT_WORKER_QUERY_SECONDS": WORKER_POLL_S, "FINECO_HOME": str(PROJECT)}
+    since: datetime | None = None  # heartbeats to wait for: after this, when a worker starts
     if not _running("cpu-worker"):
         _start("cpu-worker", [_bin("fineco"), "worker"], {**poll, GPU_POOL_ENV: "gpu"})
+        since = started
     if not _running("gpu-worker"):
         # no FINECO_GPU_POOL here even if the caller has one: its runs are the pool's runs
         _start("gpu-worker", [_bin("fineco"), "worker", "--gpu"], {**poll, GPU_POOL_ENV: ""})
-    _wait(lambda: _workers_ready(started), READY_TIMEOUT_S, "the workers and deployments")
+        since = started
+    _wait(lambda: _workers_ready(since), READY_TIMEOUT_S, "the workers and deployments")
     print(f"dashboard: {api_url().removesuffix('/api')}")
 
 
