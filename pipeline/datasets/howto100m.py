@@ -35,10 +35,10 @@ from pipeline.datasets.tables import (
     DatasetTables,
     match_video_files,
     media_files,
-    not_utf8,
     pairs_table,
     read_json,
     shown,
+    text_lines,
     videos_table,
 )
 
@@ -168,11 +168,7 @@ def read_split_lists(root: Path) -> dict[str, str] | None:
         return None
     splits: dict[str, str] = {}
     for split, path in present.items():
-        try:
-            text = path.read_text(encoding="utf-8-sig")
-        except UnicodeDecodeError as error:
-            raise not_utf8(path) from error
-        for line_number, line in enumerate(text.split("\n"), 1):  # not at U+2028, U+0085, ...
+        for line_number, line in enumerate(text_lines(path), 1):
             video_id = line.strip()
             if not video_id:
                 continue

@@ -46,9 +46,9 @@ from pipeline.datasets.tables import (
     DatasetTables,
     match_video_files,
     media_files,
-    not_utf8,
     pairs_table,
     shown,
+    text_lines,
     videos_table,
 )
 
@@ -141,13 +141,8 @@ def read_descriptions(path: Path) -> dict[str, list[str]]:
     """`AllVideoDescriptions.txt`: video id → its descriptions, in file order."""
     if not path.is_file():
         raise FileNotFoundError(f"annotation file {path} does not exist")
-    try:
-        text = path.read_text(encoding="utf-8-sig")
-    except UnicodeDecodeError as error:
-        raise not_utf8(path) from error
     captions: dict[str, list[str]] = {}
-    # read_text ends every line in "\n"; splitlines would also cut at U+0085, U+2028, ...
-    for line_no, line in enumerate(text.split("\n"), start=1):
+    for line_no, line in enumerate(text_lines(path), start=1):
         stripped = line.strip()
         if not stripped or stripped.startswith("#"):
             continue
@@ -181,11 +176,7 @@ def read_splits(paths: dict[str, Path]) -> dict[str, str]:
     for split, path in paths.items():
         if not path.is_file():
             raise FileNotFoundError(f"split list {path} does not exist")
-        try:
-            text = path.read_text(encoding="utf-8-sig")
-        except UnicodeDecodeError as error:
-            raise not_utf8(path) from error
-        for line_no, line in enumerate(text.split("\n"), start=1):
+        for line_no, line in enumerate(text_lines(path), start=1):
             video_id = line.strip()
             if not video_id:
                 continue

@@ -155,6 +155,17 @@ def read_json(path: Path) -> Any:
         raise AnnotationError(path, record, "<file>", "UTF-8 JSON text", error.reason) from error
 
 
+def text_lines(path: Path) -> list[str]:
+    """The lines of a UTF-8 text file (a byte-order mark allowed), split at newlines only:
+    `splitlines` would also cut at U+0085, U+2028, U+001E ... inside a caption. Bytes that are
+    not UTF-8 raise an AnnotationError naming their line and byte."""
+    try:
+        text = path.read_text(encoding="utf-8-sig")  # "\r\n" and "\r" read as "\n"
+    except UnicodeDecodeError as error:
+        raise not_utf8(path) from error
+    return text.split("\n")
+
+
 def not_utf8(path: Path, expected: str = "UTF-8 text") -> AnnotationError:
     """The error for a file that does not decode as UTF-8, naming the line and byte of its first
     bad byte (a decoder's own error counts from the chunk it was given, not the file's start)."""
