@@ -65,6 +65,12 @@ def _parser() -> argparse.ArgumentParser:
     )
     run.add_argument("--videos", type=Path, help="a folder of your own videos (no captions)")
     run.add_argument(
+        "--nproc",
+        type=int,
+        help="train (pretrain, finetune) in N DDP processes under torchrun; default: the "
+        "config's optim.nproc (auto: one per GPU)",
+    )
+    run.add_argument(
         "--synthetic",
         action="store_true",
         help="run on `fineco synth`'s sets in each dataset's format, with offline weights",
@@ -168,10 +174,17 @@ def _synth(args: argparse.Namespace, config: Config) -> int:
 
 def _run(args: argparse.Namespace, config: Config) -> int:
     from pipeline.config import STAGES
-    from pipeline.config.runs import parse_stages, with_synthetic_data, with_video_folder
+    from pipeline.config.runs import (
+        parse_stages,
+        with_processes,
+        with_synthetic_data,
+        with_video_folder,
+    )
     from pipeline.runner import FRONT_END, run_stages
 
     stages = parse_stages(args.stages or STAGES)
+    if args.nproc is not None:
+        config = with_processes(config, args.nproc)
     if args.synthetic:
         config = with_synthetic_data(config)
     if args.videos is not None:

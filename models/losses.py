@@ -1,7 +1,9 @@
 """Training losses: VideoCLIP's pair-level contrastive losses and FineCo's frame-level loss.
 
 Pair level (L2, videoclip-facts §2.2, MMPT `mmpt/losses/nce.py`): cross-entropy over raw dot
-products of pooled video and text vectors, with in-batch negatives and no temperature.
+products of pooled video and text vectors, with in-batch negatives and no temperature. Under
+DDP the negatives are the global batch's and the median strategy's τ is the global batch's
+(models/distributed.py); one process computes exactly what it did before.
 `t2v_contrastive` is MMPT's `T2VContraLoss`, `v2t_contrastive` its `V2TContraLoss` and
 `symmetric_nce` its `MMContraLoss` (the SUM of both directions, not their mean).
 
@@ -38,6 +40,8 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
+from models.distributed import gather_rows, gathers, global_sum
+
 StrategyKind = Literal["fixed_k", "median", "ratio", "random"]
 
 
@@ -46,20 +50,26 @@ def _compute_dtype(tensor: Tensor) -> torch.dtype:
     return torch.promote_types(tensor.dtype, torch.float32)
 
 
-def _pair_logits(first: Tensor, second: Tensor, name: str) -> Tensor:
-    """(B, B) dot products first @ second.T, after checking both are (B, D)."""
+def _check_pairs(first: Tensor, second: Tensor, name: str) -> None:
+    """Both must be (B, D) with the same B and D."""
     if first.ndim != 2 or first.shape != second.shape:
         raise ValueError(
             f"{name}: video and text must both be (B, D) with the same B and D; got "
             f"{tuple(first.shape)} and {tuple(second.shape)}"
         )
-    dtype = torch.promote_types(_compute_dtype(first), _compute_dtype(second))
-    return first.to(dtype) @ second.to(dtype).T  # (B, B)
 
 
-def _diagonal_cross_entropy(logits: Tensor) -> Tensor:
-    """Cross-entropy of each row against its diagonal entry (pair i matches pair i)."""
-    targets = torch.arange(logits.shape[0], device=logits.device)  # (B,)
+def _matching_cross_entropy(queries: Tensor, keys: Tensor, name: str) -> Tensor:
+    """Mean over this process's queries of CE(query_i · keysᵀ, i): pair i matches pair i.
+
+    Under DDP with gathered negatives (models/distributed.py) the keys are every rank's, and
+    query i's own key sits at this rank's offset in them; otherwise the batch's own rows.
+    """
+    _check_pairs(queries, keys, name)
+    all_keys, offset = gather_rows(keys) if gathers() else (keys, 0)  # (ΣB, D)
+    dtype = torch.promote_types(_compute_dtype(queries), _compute_dtype(keys))
+    logits = queries.to(dtype) @ all_keys.to(dtype).T  # (B, ΣB)
+    targets = offset + torch.arange(logits.shape[0], device=logits.device)  # (B,)
     return F.cross_entropy(logits, targets)
 
 
@@ -68,7 +78,7 @@ def t2v_contrastive(
     text: Tensor,  # (B, D) pooled text vectors; row i describes video i
 ) -> Tensor:  # () mean over texts of CE(text_i · videoᵀ, i)
     """Text-to-video InfoNCE (MMPT `T2VContraLoss`): each text picks its video among the batch."""
-    return _diagonal_cross_entropy(_pair_logits(text, video, "t2v_contrastive"))  # (B_t, B_v)
+    return _matching_cross_entropy(text, video, "t2v_contrastive")  # logits (B_t, B_v)
 
 
 def v2t_contrastive(
@@ -76,7 +86,7 @@ def v2t_contrastive(
     text: Tensor,  # (B, D) pooled text vectors; row i describes video i
 ) -> Tensor:  # () mean over videos of CE(video_i · textᵀ, i)
     """Video-to-text InfoNCE (MMPT `V2TContraLoss`): each video picks its text among the batch."""
-    return _diagonal_cross_entropy(_pair_logits(video, text, "v2t_contrastive"))  # (B_v, B_t)
+    return _matching_cross_entropy(video, text, "v2t_contrastive")  # logits (B_v, B_t)
 
 
 def symmetric_nce(
@@ -162,7 +172,9 @@ def _median_positives(
     medians = 0.5 * (ranked.gather(1, middle_low) + ranked.gather(1, middle_high)).squeeze(1)
     has_real = n_real > 0  # (B,)
     # Mean over rows with a real frame; where() keeps padding values (maybe NaN) out of the sum.
-    threshold = torch.where(has_real, medians, 0.0).sum() / has_real.sum().clamp(min=1)  # ()
+    # Under DDP both sums run over the global batch (models/distributed.py).
+    sums = global_sum(torch.stack([torch.where(has_real, medians, 0.0).sum(), has_real.sum()]))
+    threshold = sums[0] / sums[1].clamp(min=1)  # ()
     above = frame_mask & (logits > threshold)  # (B, K)
     best = frame_mask & (ranks == 0)  # (B, K): each real row's highest frame
     needs_best = ~above.any(dim=1, keepdim=True)  # (B, 1)

@@ -38,7 +38,9 @@ from pipeline.stage import (
     run_cached,
 )
 from pipeline.training.checkpoints import load_weights
+from pipeline.training.ddp import is_main
 from pipeline.training.fit import TRAINING_MODULES, Validation, fit, optim_section
+from pipeline.training.launch import launched
 from pipeline.training.model_factory import bert_files, build_model, load_tokenizer
 from pipeline.training.objectives import finetune_objective
 from pipeline.training.warm_start import WarmStartReport, load_videoclip_checkpoint
@@ -105,61 +107,64 @@ class FinetuneInputs(StageInputs):
 
 
 def run_finetune(inputs: FinetuneInputs) -> Manifest[FinetuneInfo]:
-    """Fine-tune one variant on the `config.split` pairs of the ingested dataset."""
+    """Fine-tune one variant on the `config.split` pairs of the ingested dataset (in
+    `optim.nproc` DDP processes: training/launch.py)."""
+    return run_cached(inputs, launched(build_finetune, inputs, inputs.config.optim))
+
+
+def build_finetune(inputs: FinetuneInputs, folder: Path) -> StageResult[FinetuneInfo]:
+    """The stage's work into `folder` (every rank runs it under DDP; rank 0 writes)."""
     settings, model_config, ingest = inputs.config, inputs.model, inputs.ingest
     task = ingest.info.task
     init_path = init_checkpoint_path(settings, inputs.artifacts)
-
-    def build(folder: Path) -> StageResult[FinetuneInfo]:
-        tokenizer = load_tokenizer(model_config.bert, inputs.artifacts)
-        sides = training_sides(
-            ingest, inputs.extract, settings.split, settings.validation, tokenizer, model_config
+    tokenizer = load_tokenizer(model_config.bert, inputs.artifacts)
+    sides = training_sides(
+        ingest, inputs.extract, settings.split, settings.validation, tokenizer, model_config
+    )
+    dataset = sides.train
+    if len(dataset) == 0:
+        raise ValueError(
+            f"finetune: no {settings.split!r} pairs with features in {settings.dataset!r}"
         )
-        dataset = sides.train
-        if len(dataset) == 0:
-            raise ValueError(
-                f"finetune: no {settings.split!r} pairs with features in {settings.dataset!r}"
-            )
-        model, facts = build_model(model_config, inputs.artifacts)
-        started_from, warm_start = _load_start(model, inputs, init_path)
-        answers = coverage = None
-        if task == "qa":  # only now: start weights have no answer head
-            answers, coverage = _attach_answer_head(model, ingest, model_config)
-        objective = finetune_objective(settings, task)
-        scales = {"frame_selector.": settings.fineco.selector_lr_scale}
-        validation = _validation(inputs, sides)
-        fitted = fit(
-            model,
-            objective,
-            dataset,
-            settings.optim,
-            folder,
-            scales,
-            validation,
-            contrastive=task != "qa",  # QA's answer cross-entropy needs no negatives
-        )
-        outputs = dict(fitted.outputs)
-        if sides.validation is not None:  # evaluate chooses the DualSoftmax temperature on them
+    model, facts = build_model(model_config, inputs.artifacts)
+    started_from, warm_start = _load_start(model, inputs, init_path)
+    answers = coverage = None
+    if task == "qa":  # only now: start weights have no answer head
+        answers, coverage = _attach_answer_head(model, ingest, model_config)
+    objective = finetune_objective(settings, task)
+    scales = {"frame_selector.": settings.fineco.selector_lr_scale}
+    validation = _validation(inputs, sides)
+    fitted = fit(
+        model,
+        objective,
+        dataset,
+        settings.optim,
+        folder,
+        scales,
+        validation,
+        contrastive=task != "qa",  # QA's answer cross-entropy needs no negatives
+    )
+    outputs = dict(fitted.outputs)
+    if sides.validation is not None:  # evaluate chooses the DualSoftmax temperature on them
+        if is_main():
             held = pd.DataFrame({"pair_id": sides.validation.pair_ids})
             write_table(held, folder / VALIDATION_PAIRS)
-            outputs["validation_pairs"] = VALIDATION_PAIRS
-        info = FinetuneInfo(
-            dataset=settings.dataset,
-            variant=inputs.variant,
-            task=task,
-            model=facts,
-            started_from=started_from,
-            fineco=asdict(settings.fineco),
-            objective="answer_cross_entropy" if task == "qa" else settings.objective,
-            dropped_pairs=dict(dataset.dropped),
-            training=fitted.training,
-            warm_start=warm_start,
-            answers=answers,
-            answer_coverage=coverage,
-        )
-        return StageResult(outputs=outputs, info=info)
-
-    return run_cached(inputs, build)
+        outputs["validation_pairs"] = VALIDATION_PAIRS
+    info = FinetuneInfo(
+        dataset=settings.dataset,
+        variant=inputs.variant,
+        task=task,
+        model=facts,
+        started_from=started_from,
+        fineco=asdict(settings.fineco),
+        objective="answer_cross_entropy" if task == "qa" else settings.objective,
+        dropped_pairs=dict(dataset.dropped),
+        training=fitted.training,
+        warm_start=warm_start,
+        answers=answers,
+        answer_coverage=coverage,
+    )
+    return StageResult(outputs=outputs, info=info)
 
 
 def _validation(inputs: FinetuneInputs, sides: Sides) -> Validation | None:

@@ -24,6 +24,7 @@ from pipeline.stage import (
 )
 from pipeline.training.data import HowToClips
 from pipeline.training.fit import CHECKPOINTS, TRAINING_MODULES, fit, optim_section
+from pipeline.training.launch import launched
 from pipeline.training.model_factory import bert_files, build_model, load_tokenizer
 from pipeline.training.objectives import pretrain_objective
 from pipeline.training.retrieval_batches import RetrievalBatches
@@ -66,44 +67,46 @@ class PretrainInputs(StageInputs):
 
 
 def run_pretrain(inputs: PretrainInputs) -> Manifest[PretrainInfo]:
-    """Pretrain the encoders on the corpus's training captions."""
+    """Pretrain the encoders on the corpus's training captions (in `optim.nproc` DDP processes:
+    training/launch.py)."""
+    return run_cached(inputs, launched(build_pretrain, inputs, inputs.config.optim))
+
+
+def build_pretrain(inputs: PretrainInputs, folder: Path) -> StageResult[PretrainInfo]:
+    """The stage's work into `folder` (every rank runs it under DDP; rank 0 writes)."""
     config, model_config = inputs.config, inputs.model
-
-    def build(folder: Path) -> StageResult[PretrainInfo]:
-        pairs = read_table(inputs.ingest.output("pairs"))
-        pairs = pairs[pairs.split == "train"]
-        tokenizer = load_tokenizer(model_config.bert, inputs.artifacts)
-        dataset = HowToClips(
-            pairs,
-            FeatureStore(inputs.extract.output("index")),
-            tokenizer,
-            config,
-            model_config.max_video_len,
-            model_config.max_text_tokens,
-            seed=config.optim.seed,
-        )
-        if len(dataset) == 0:
-            raise ValueError(f"pretrain: dataset {config.dataset!r} has no training clips")
-        model, facts = build_model(model_config, inputs.artifacts)
-        batches = None
-        if config.batching == "retrieval":
-            batches = RetrievalBatches(
-                dataset,
-                config.optim.batch_size,
-                config.retrieval_candidates,
-                config.optim.seed,
-                folder / CHECKPOINTS / "retrieval",
-                config.optim.num_workers,
-            )
-        fitted = fit(
-            model,
-            pretrain_objective(),
+    pairs = read_table(inputs.ingest.output("pairs"))
+    pairs = pairs[pairs.split == "train"]
+    tokenizer = load_tokenizer(model_config.bert, inputs.artifacts)
+    dataset = HowToClips(
+        pairs,
+        FeatureStore(inputs.extract.output("index")),
+        tokenizer,
+        config,
+        model_config.max_video_len,
+        model_config.max_text_tokens,
+        seed=config.optim.seed,
+    )
+    if len(dataset) == 0:
+        raise ValueError(f"pretrain: dataset {config.dataset!r} has no training clips")
+    model, facts = build_model(model_config, inputs.artifacts)
+    batches = None
+    if config.batching == "retrieval":
+        batches = RetrievalBatches(
             dataset,
-            config.optim,
-            folder,
-            epoch_order=batches.order if batches else None,
+            config.optim.batch_size,
+            config.retrieval_candidates,
+            config.optim.seed,
+            folder / CHECKPOINTS / "retrieval",
+            config.optim.num_workers,
         )
-        info = PretrainInfo(config.dataset, facts, "symmetric_nce", fitted.training)
-        return StageResult(outputs=fitted.outputs, info=info)
-
-    return run_cached(inputs, build)
+    fitted = fit(
+        model,
+        pretrain_objective(),
+        dataset,
+        config.optim,
+        folder,
+        epoch_order=batches.order if batches else None,
+    )
+    info = PretrainInfo(config.dataset, facts, "symmetric_nce", fitted.training)
+    return StageResult(outputs=fitted.outputs, info=info)

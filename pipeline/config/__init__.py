@@ -120,6 +120,9 @@ class ModelConfig:
     # The selector MLP also sees h_k ⊙ t (frame-text agreement); false = [h_k ; t] only.
     selector_interaction: StrictBool = False
     answer_hidden: NonNegativeInt = 0  # open-ended QA head over [video ; text]; 0 = hidden size
+    # The encoders' dropout (hidden and attention); None = the checkpoint's (BERT: 0.1). 0 makes
+    # a step a deterministic function of the batch (the DDP equivalence test).
+    dropout: Annotated[float, Field(ge=0.0, lt=1.0)] | None = None
     # Seed of every weight not loaded from a checkpoint (the video MLP, the frame selector, and
     # all weights under random_init); a study varies it with its training seed.
     init_seed: int = 0
@@ -183,6 +186,9 @@ class OptimConfig:
     seed: int = 0
     device: Device = "auto"
     num_workers: NonNegativeInt = 0  # DataLoader worker processes
+    # DDP (training/launch.py): torchrun processes; "auto" = one per GPU on cuda, 1 on the CPU.
+    nproc: PositiveInt | Literal["auto"] = "auto"
+    gather_negatives: bool = True  # under DDP: contrastive negatives from every rank's rows
 
 
 @dataclass(frozen=True, config=SECTION)

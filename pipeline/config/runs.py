@@ -68,3 +68,20 @@ def with_synthetic_data(config: Config) -> Config:
 
 def _auto_amp(optim: OptimConfig) -> OptimConfig:
     return dataclasses.replace(optim, amp="auto")
+
+
+def with_processes(config: Config, nproc: int) -> Config:
+    """The config with pretraining and fine-tuning in `nproc` DDP processes (not in any cache
+    key: N processes train on the batches one process would)."""
+    if nproc < 1:
+        raise ValueError(f"--nproc must be at least 1, got {nproc}")
+    pretrain, finetune = config.pretrain, config.finetune
+    return dataclasses.replace(
+        config,
+        pretrain=dataclasses.replace(
+            pretrain, optim=dataclasses.replace(pretrain.optim, nproc=nproc)
+        ),
+        finetune=dataclasses.replace(
+            finetune, optim=dataclasses.replace(finetune.optim, nproc=nproc)
+        ),
+    )

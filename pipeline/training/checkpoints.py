@@ -24,6 +24,7 @@ import os
 import random
 import re
 import shutil
+from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
@@ -32,9 +33,24 @@ import torch
 from safetensors.torch import load_file, load_model, save_model
 from torch import nn
 
+from pipeline.config import OptimConfig
 from storage.atomic import atomic_write_text, fsync_path, temporary_path
 
 log = logging.getLogger(__name__)
+
+# What a resumed run must share with its checkpoint: these decide the schedule and the batches.
+# Where it runs (device, num_workers), amp, grad_clip and checkpoint_every may change.
+RESUME_FIELDS = (
+    "epochs",
+    "batch_size",
+    "lr",
+    "betas",
+    "weight_decay",
+    "warmup_steps",
+    "decay_power",
+    "decay_steps",
+    "seed",
+)
 
 LATEST = "latest"
 WEIGHTS = "model.safetensors"
@@ -246,3 +262,18 @@ def _prune(folder: Path, keep: int, protect: Path) -> None:
     for _, path in complete[:-keep]:
         if path != protect:
             shutil.rmtree(path)
+
+
+def check_resumable(
+    checkpoint: Path, state: dict[str, Any], config: OptimConfig, steps_per_epoch: int
+) -> None:
+    """Refuse a checkpoint whose schedule or batches differ from this run's (RESUME_FIELDS)."""
+    saved = dict(state.get("config", {}), steps_per_epoch=state.get("steps_per_epoch"))
+    # through JSON, as the saved values went, so tuples compare equal to lists
+    current = json.loads(json.dumps(dict(asdict(config), steps_per_epoch=steps_per_epoch)))
+    for name in (*RESUME_FIELDS, "steps_per_epoch"):
+        if saved.get(name) != current[name]:
+            raise ValueError(
+                f"cannot resume from {checkpoint}: it was trained with {name}={saved.get(name)!r}, "
+                f"this run asks for {current[name]!r}; delete {checkpoint.parent} to start over"
+            )

@@ -323,10 +323,17 @@ def make_loader(
     skip_batches: int = 0,
     drop_last: bool = False,
     order: list[int] | None = None,
+    rank: int = 0,
+    world_size: int = 1,
 ) -> DataLoader:
     """A DataLoader over one epoch in a fixed order (`order`, else `item_order`'s); `skip_batches`
     leaves out the epoch's first batches without loading them (resuming mid-epoch gives the same
     later batches).
+
+    Under DDP (`world_size` > 1) the global batches are the same as in one process and `rank`
+    loads its contiguous share of each (`rank_share`), so N processes train on exactly the
+    batches one process would. (torch's DistributedSampler splits the epoch's order instead,
+    which changes which items share a batch.)
 
     The loader draws nothing from torch's global generator (its own generator is seeded), so
     creating it does not shift the training RNG that a checkpoint restores.
@@ -336,12 +343,20 @@ def make_loader(
         set_epoch(epoch)
     order = item_order(len(dataset), shuffle, seed, epoch) if order is None else order
     order = order[skip_batches * batch_size :]
+    batches = [order[start : start + batch_size] for start in range(0, len(order), batch_size)]
+    if drop_last and batches and len(batches[-1]) < batch_size:
+        batches.pop()
     return DataLoader(
         dataset,
-        batch_size=batch_size,
-        sampler=order,
+        batch_sampler=[rank_share(batch, rank, world_size) for batch in batches],
         num_workers=num_workers,
         collate_fn=collate,
-        drop_last=drop_last,
         generator=torch.Generator().manual_seed(_seed_of(seed, epoch)),
     )
+
+
+def rank_share(batch: list[int], rank: int, world_size: int) -> list[int]:
+    """Rank `rank`'s contiguous part of a global batch; parts differ in size by at most one."""
+    base, extra = divmod(len(batch), world_size)
+    start = rank * base + min(rank, extra)
+    return batch[start : start + base + (rank < extra)]

@@ -22,6 +22,7 @@ from torch.utils.data import Dataset
 from models.videoclip import VideoCLIP
 from pipeline.config import OptimConfig
 from pipeline.stage import SelectionFacts, TrainingFacts
+from pipeline.training import ddp
 from pipeline.training.data import make_loader
 from pipeline.training.loop import EPOCHS, train
 from pipeline.training.objectives import Objective
@@ -47,12 +48,14 @@ TRAINING_MODULES = (
     "pipeline.training.checkpoints",
     "pipeline.training.batches",
     "pipeline.training.data",
+    "pipeline.training.ddp",
+    "pipeline.training.launch",
     "pipeline.training.model_factory",
     "pipeline.devices",
     "models",
     "storage",
 )
-SCHEDULING_FIELDS = ("device", "num_workers")  # change where it runs, not what it learns
+SCHEDULING_FIELDS = ("device", "num_workers", "nproc")  # change where it runs, not what it learns
 
 
 def optim_section(optim: OptimConfig) -> dict[str, Any]:
@@ -88,17 +91,19 @@ def fit(
     epoch's start with the model as it is then, gives the epoch's items in batch order (exactly
     `steps_per_epoch` batches); else each epoch is a seeded shuffle. `contrastive`: the loss
     takes its negatives from the batch (every objective but QA's answer cross-entropy)."""
-    # A last batch of one item has no negatives: its contrastive loss (VideoCLIP's, FineCo's L2)
-    # is 0, yet AdamW would still move the weights (momentum, weight decay). Each epoch leaves
-    # that item out instead (another one each epoch: the order is reshuffled). Retrieval
-    # batches are always full.
-    lone = contrastive and epoch_order is None and len(dataset) % optim.batch_size == 1
-    lone = lone and len(dataset) > 1
-    steps_per_epoch = math.ceil(len(dataset) / optim.batch_size) - int(lone)
-    if lone:
+    drop = _drops_last_batch(len(dataset), optim.batch_size, contrastive, epoch_order is None)
+    steps_per_epoch = math.ceil(len(dataset) / optim.batch_size) - int(drop)
+    world, rank = ddp.world_size(), ddp.rank()
+    if drop:
         log.info(
-            "%d items in batches of %d: each epoch leaves out one", len(dataset), optim.batch_size
+            "%d items in batches of %d: each epoch leaves out the last %d",
+            *(len(dataset), optim.batch_size, len(dataset) % optim.batch_size),
         )
+
+    def order(epoch: int) -> list[int] | None:
+        if epoch_order is None:
+            return None
+        return ddp.broadcast(epoch_order(model, epoch) if ddp.is_main() else None)
 
     def loader(epoch: int, skip_batches: int) -> Iterable:
         return make_loader(
@@ -109,8 +114,10 @@ def fit(
             epoch=epoch,
             num_workers=optim.num_workers,
             skip_batches=skip_batches,
-            drop_last=lone,
-            order=epoch_order(model, epoch) if epoch_order else None,
+            drop_last=drop,
+            order=order(epoch),
+            rank=rank,
+            world_size=world,
         )
 
     checkpoints = folder / CHECKPOINTS
@@ -143,6 +150,26 @@ def fit(
         selection=selection,
     )
     return Fitted(outputs=outputs, training=training)
+
+
+def _drops_last_batch(items: int, batch_size: int, contrastive: bool, shuffled: bool) -> bool:
+    """Whether each epoch leaves out its short last batch.
+
+    A last batch of one item has no negatives: its contrastive loss (VideoCLIP's, FineCo's L2) is
+    0, yet AdamW would still move the weights (momentum, weight decay); and under DDP every rank
+    needs at least one row. Another item is left out each epoch, since the order is reshuffled.
+    Retrieval batches (`epoch_order`) are always full. Raises when the global batch cannot give
+    every rank a row.
+    """
+    world = ddp.world_size()
+    if world > 1 and (batch_size < world or items < world):
+        raise ValueError(
+            f"{world} processes need a batch of at least {world} items; batch_size is "
+            f"{batch_size} and the dataset has {items} items"
+        )
+    short = items % batch_size
+    fewest = max(world, 2 if contrastive else 1)  # rows a last batch needs to be kept
+    return shuffled and 0 < short < fewest and items > short
 
 
 @dataclass(frozen=True)

@@ -18,6 +18,7 @@ import contextlib
 import json
 import logging
 import math
+import os
 import random
 import time
 from collections.abc import Callable, Iterable, Iterator, Mapping
@@ -30,10 +31,18 @@ import torch
 from torch import Tensor, nn
 from torch.optim.lr_scheduler import LambdaLR
 
+from models.distributed import gathering
 from pipeline.config import OptimConfig
 from pipeline.devices import resolve_device
 from pipeline.progress import report as report_progress
-from pipeline.training.checkpoints import latest_checkpoint, load_checkpoint, save_checkpoint
+from pipeline.training import ddp
+from pipeline.training.checkpoints import (
+    check_resumable,
+    checkpoint_name,
+    latest_checkpoint,
+    load_checkpoint,
+    save_checkpoint,
+)
 from pipeline.training.records import (
     StepLog,
     append_line,
@@ -48,19 +57,6 @@ log = logging.getLogger(__name__)
 
 METRICS = "metrics.jsonl"
 EPOCHS = "epochs.jsonl"
-# What a resumed run must share with its checkpoint: these decide the schedule and the batches.
-# Where it runs (device, num_workers), amp, grad_clip and checkpoint_every may change.
-RESUME_FIELDS = (
-    "epochs",
-    "batch_size",
-    "lr",
-    "betas",
-    "weight_decay",
-    "warmup_steps",
-    "decay_power",
-    "decay_steps",
-    "seed",
-)
 
 
 class NonFiniteLossError(RuntimeError):
@@ -139,12 +135,15 @@ def train(
     else:
         trainer.restore(checkpoint)
         resumed_from = trainer.progress.step
-    truncate_metrics(trainer.metrics_path, trainer.progress.step)
-    truncate_metrics(trainer.epochs_path, trainer.progress.step)
-    trainer.catch_up_epoch()
+    ddp.reseed(config.seed, trainer.progress.step)
+    if ddp.is_main():  # under DDP rank 0 writes every file (training/ddp.py)
+        truncate_metrics(trainer.metrics_path, trainer.progress.step)
+        truncate_metrics(trainer.epochs_path, trainer.progress.step)
+        trainer.catch_up_epoch()
     stop = trainer.total_steps if stop_after is None else min(stop_after, trainer.total_steps)
     if trainer.progress.step < stop:
         checkpoint = trainer.run(loader_fn, stop, log_every)
+    ddp.barrier()  # every rank returns once rank 0's last checkpoint and records are written
     model.train(was_training)
     seconds = time.perf_counter() - started
     return TrainResult(
@@ -179,11 +178,13 @@ class _Trainer:
     ) -> None:
         self.model, self.loss_fn, self.config, self.out_dir = model, loss_fn, config, out_dir
         self.steps_per_epoch, self.started = steps_per_epoch, started
-        self.device = resolve_device(config.device)
+        self.device = ddp.local_device(resolve_device(config.device))
         self.amp_dtype = resolve_amp(config.amp, self.device)
         self.total_steps = config.epochs * steps_per_epoch
         self.warmup = effective_warmup(config.warmup_steps, self.total_steps)
         model.to(self.device)
+        self.distributed = ddp.wrap(model, loss_fn, self.device)  # None in one process
+        self.main = ddp.is_main()
         self.optimizer = torch.optim.Adam(
             parameter_groups(model, config.lr, lr_scales),
             config.lr,
@@ -206,14 +207,17 @@ class _Trainer:
 
     def restore(self, checkpoint: Path) -> None:
         state = load_checkpoint(checkpoint, self.model, self.optimizer, self.scheduler, self.scaler)
-        _check_resumable(checkpoint, state, self.config, self.steps_per_epoch)
+        check_resumable(checkpoint, state, self.config, self.steps_per_epoch)
         self.progress = _Progress(
             state["step"], state["epoch"], state["step_in_epoch"], state.get("seconds", 0.0)
         )
         log.info("resuming from %s (step %d/%d)", checkpoint, state["step"], self.total_steps)
 
     def save(self) -> Path:
+        """Write a checkpoint of the current step (rank 0 only under DDP); returns its folder."""
         progress = self.progress
+        if not self.main:
+            return self.out_dir / checkpoint_name(progress.step)
         trainer_state = {
             "epoch": progress.epoch,
             "step_in_epoch": progress.step_in_epoch,
@@ -242,23 +246,26 @@ class _Trainer:
         """Step until `stop` steps are done, checkpointing every `checkpoint_every` steps and at
         `stop`; returns the last checkpoint."""
         log.info(
-            "training steps %d..%d of %d (%d epochs × %d) on %s, amp %s, warm-up %d",
+            "training steps %d..%d of %d (%d epochs × %d) on %s%s, amp %s, warm-up %d",
             *(self.progress.step + 1, stop, self.total_steps, self.config.epochs),
-            *(self.steps_per_epoch, self.device, self.amp_dtype or "off", self.warmup),
+            *(self.steps_per_epoch, self.device, _ranks(), self.amp_dtype or "off", self.warmup),
         )
         self.model.train()
         progress, every = self.progress, self.config.checkpoint_every
         window = StepLog(progress.step)
-        report_progress("training steps", progress.step, self.total_steps)
+        if self.main:
+            report_progress("training steps", progress.step, self.total_steps)
         self.clock = time.perf_counter()
-        with self.metrics_path.open("a") as metrics:
+        # Under DDP only rank 0 writes the metrics (the other ranks' lines are the same).
+        with self.metrics_path.open("a") if self.main else open(os.devnull, "w") as metrics:
             while progress.step < stop:
                 skip = progress.step_in_epoch
                 for batch in _epoch_batches(loader_fn, progress.epoch, skip, self.steps_per_epoch):
                     line = self.step(batch)
                     metrics.write(json.dumps(line) + "\n")
-                    report_progress("training steps", progress.step, self.total_steps)
-                    if log_every > 0 and progress.step % log_every == 0:
+                    if self.main:
+                        report_progress("training steps", progress.step, self.total_steps)
+                    if self.main and log_every > 0 and progress.step % log_every == 0:
                         window.log(line, self.total_steps)
                     epoch_end = self.on_epoch is not None and progress.step_in_epoch == 0
                     if (
@@ -267,9 +274,10 @@ class _Trainer:
                         or epoch_end
                     ):
                         metrics.flush()  # the metrics of every checkpointed step are on disk
-                        fsync_path(self.metrics_path)
+                        if self.main:
+                            fsync_path(self.metrics_path)
                         checkpoint = self.save()
-                    if epoch_end:
+                    if epoch_end and self.main:  # the other ranks wait in the next step
                         self.end_epoch()
                     if progress.step == stop:
                         break
@@ -301,16 +309,21 @@ class _Trainer:
             if self.amp_dtype is not None
             else contextlib.nullcontext()
         )
-        with autocast:
-            terms = self.loss_fn(self.model, batch)
-        loss = terms.total.item()
+        with autocast, gathering(self.config.gather_negatives):
+            if self.distributed is not None:
+                total, parts = self.distributed(batch)
+            else:
+                terms = self.loss_fn(self.model, batch)
+                total, parts = terms.total, terms.parts
+        # Under DDP: the global batch's loss, and this rank's share to back-propagate (ddp.py).
+        total, loss, parts = ddp.weighted(total, parts, batch.size)
         if not math.isfinite(loss):
             raise NonFiniteLossError(
                 f"loss is {loss} at step {self.progress.step + 1} ({self._where()}); loss parts "
-                f"{terms.parts}; the last checkpoint is left as it was"
+                f"{parts}; the last checkpoint is left as it was"
             )
         lr = self.optimizer.param_groups[0]["lr"]
-        grad_norm = self._update(terms.total)
+        grad_norm = self._update(total)
         epoch = self.progress.epoch
         self.progress.advance(self.steps_per_epoch)
         now = time.perf_counter()  # the step's time includes loading its batch
@@ -320,10 +333,12 @@ class _Trainer:
             "epoch": epoch,
             "lr": lr,
             "loss": loss,
-            "parts": terms.parts,
+            "parts": parts,
             "grad_norm": grad_norm if math.isfinite(grad_norm) else None,
             "seconds": round(self.seconds(), 3),
-            "samples_per_s": round(batch.size / elapsed, 2) if elapsed > 0 else None,
+            "samples_per_s": round(batch.size * ddp.world_size() / elapsed, 2)
+            if elapsed > 0
+            else None,
         }
 
     def _update(self, total: Tensor) -> float:
@@ -372,21 +387,12 @@ def _epoch_batches(
     )
 
 
+def _ranks() -> str:
+    """' × N processes' under DDP, '' in one process (for the log)."""
+    return f" × {ddp.world_size()} processes" if ddp.world_size() > 1 else ""
+
+
 def _seed_everything(seed: int) -> None:
     random.seed(seed)
     np.random.seed(seed)
     torch.manual_seed(seed)  # CUDA generators too
-
-
-def _check_resumable(
-    checkpoint: Path, state: dict[str, Any], config: OptimConfig, steps_per_epoch: int
-) -> None:
-    saved = dict(state.get("config", {}), steps_per_epoch=state.get("steps_per_epoch"))
-    # through JSON, as the saved values went, so tuples compare equal to lists
-    current = json.loads(json.dumps(dict(asdict(config), steps_per_epoch=steps_per_epoch)))
-    for name in (*RESUME_FIELDS, "steps_per_epoch"):
-        if saved.get(name) != current[name]:
-            raise ValueError(
-                f"cannot resume from {checkpoint}: it was trained with {name}={saved.get(name)!r}, "
-                f"this run asks for {current[name]!r}; delete {checkpoint.parent} to start over"
-            )

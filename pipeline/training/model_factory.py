@@ -110,6 +110,9 @@ def build_model(
                 f"{text_config.num_hidden_layers} layers"
             )
         bert_state = bert.state_dict()
+    if config.dropout is not None:
+        text_config.hidden_dropout_prob = config.dropout
+        text_config.attention_probs_dropout_prob = config.dropout
     video_config = copy.deepcopy(text_config)
     video_config.num_hidden_layers = video_layers
     hidden = text_config.hidden_size
