@@ -14,6 +14,7 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import logging
+import os
 import sys
 import time
 from collections.abc import Sequence
@@ -104,6 +105,12 @@ def _parser() -> argparse.ArgumentParser:
     worker = commands.add_parser("worker", help="start a Prefect process worker (cpu or gpu pool)")
     _common(worker)
     worker.add_argument("--gpu", action="store_true", help="the gpu pool, one run at a time")
+    worker.add_argument(
+        "--pool", help="another process pool, one run at a time (e.g. gpu-shards: extract's shards)"
+    )
+    worker.add_argument(
+        "--device", help="CUDA_VISIBLE_DEVICES of the worker's runs (one worker per GPU)"
+    )
     worker.set_defaults(command=_worker)
 
     submit = commands.add_parser(
@@ -234,14 +241,22 @@ def _worker(args: argparse.Namespace, config: Config) -> int:
     import socket
     import subprocess
 
-    pool = "gpu" if args.gpu else "cpu"
+    if args.gpu and args.pool:
+        raise ConfigError("fineco worker: give --gpu or --pool, not both")
+    pool = args.pool or ("gpu" if args.gpu else "cpu")
     subprocess.run(_prefect("work-pool", "create", pool, "--type", "process"), check=False)
     if args.gpu:
         limit = _prefect("work-pool", "set-concurrency-limit", pool, "1")
         subprocess.run(limit, check=True)
-    name = f"{pool}-{socket.gethostname()}"
+    env = dict(os.environ)
+    suffix = ""
+    if args.device is not None:
+        env["CUDA_VISIBLE_DEVICES"] = args.device
+        suffix = f"-device{args.device}"
+    name = f"{pool}-{socket.gethostname()}{suffix}"
     start = _prefect("worker", "start", "--pool", pool, "--type", "process", "--name", name)
-    return subprocess.call([*start, *(["--limit", "1"] if args.gpu else [])])
+    one_at_a_time = args.gpu or args.pool
+    return subprocess.call([*start, *(["--limit", "1"] if one_at_a_time else [])], env=env)
 
 
 def _submit_parameters(args: argparse.Namespace) -> dict[str, object]:

@@ -30,6 +30,7 @@ from flows.artifacts import (
     publish_markdown,
     publish_table,
 )
+from flows.extract_shards import pool_runner
 from flows.parameters import check_pipeline
 from flows.run_states import begin_attempt
 from flows.server import GPU_POOL_ENV
@@ -70,11 +71,19 @@ def _executor(plan: _Plan):
         rerun = stage in plan.rerun and stage not in plan.dispatched
         gpu = stage in execution.gpu_stages
         pending = rerun or not _built(inputs)  # a cache hit needs no run on the pool
-        if gpu and execution.gpu_pool and stage not in plan.dispatched and pending:
+        # extract with an extract pool sends its shards there instead (flows/extract_shards.py)
+        shards_on_pool = stage == "extract" and bool(execution.extract_pool)
+        dispatch = gpu and execution.gpu_pool and stage not in plan.dispatched and pending
+        if dispatch and not shards_on_pool:
             run_on_gpu_pool(plan, stage, rerun)
             plan.dispatched.add(stage)
             rerun = False  # the pool's run built it; here it is a cache hit
-        if stage in SHARD_RUNNERS:  # fan out: one task run per shard
+        if shards_on_pool:
+            runner = pool_runner(
+                execution.extract_pool, plan.config, label, plan.overrides, plan.synthetic
+            )
+            function = functools.partial(function, shard_runner=runner)
+        elif stage in SHARD_RUNNERS:  # fan out: one task run per shard
             function = functools.partial(function, shard_runner=SHARD_RUNNERS[stage])
         task = bound_stage_task(plan.artifacts, stage, label, rerun)
         telemetry = execution.telemetry_interval_s if gpu else 0.0

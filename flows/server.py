@@ -34,6 +34,7 @@ HEALTH_TIMEOUT_S = 120
 READY_TIMEOUT_S = 120
 WORKER_POLL_S = "1"  # PREFECT_WORKER_QUERY_SECONDS: a submitted run is picked up within ~1 s
 GPU_POOL_ENV = "FINECO_GPU_POOL"  # the GPU stages' work pool (flows.pipeline_flow.with_gpu_pool)
+SHARD_POOL = "gpu-shards"  # extract's shards, one worker per GPU (flows/extract_shards.py)
 PROJECT = Path(__file__).resolve().parent.parent
 STARTED = ("server", "serve", "cpu-worker", "gpu-worker")  # stopped in reverse order;
 # "serve": the single `fineco serve` process of earlier versions of this file
@@ -137,7 +138,7 @@ def setup_pools_and_deployments() -> None:
     """The compose `setup` service's steps: pools, the gpu pool's limit, `deploy --all`."""
     env = {**os.environ, "FINECO_HOME": str(PROJECT)}
     prefect = _bin("prefect")
-    for pool in ("cpu", "gpu"):
+    for pool in ("cpu", "gpu", SHARD_POOL):
         found = subprocess.run(
             [prefect, "work-pool", "inspect", pool], capture_output=True, env=env
         )
@@ -151,7 +152,7 @@ def setup_pools_and_deployments() -> None:
     )
     if deploy.returncode != 0:
         raise SystemExit(f"prefect deploy --all failed:\n{deploy.stdout.decode()[-3000:]}")
-    print("work pools cpu and gpu (limit 1), deployments of prefect.yaml")
+    print(f"work pools cpu, gpu (limit 1) and {SHARD_POOL}, deployments of prefect.yaml")
 
 
 def up() -> None:

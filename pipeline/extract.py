@@ -13,7 +13,6 @@ videoclip-facts §2.4). Without a weights file the backbone is randomly initiali
 
 from __future__ import annotations
 
-import itertools
 import logging
 import os
 import time
@@ -44,8 +43,7 @@ from pipeline.video.backbone import (
     weights_identity,
     weights_path,
 )
-from pipeline.video.decoders import iter_clips
-from pipeline.video.probe import probe_video
+from pipeline.video.clips import VideoClips, clip_batches, shard_clips, stream_clips
 from storage.digests import code_digest
 from storage.layout import Manifest, cache_key
 from storage.pool import ShardPool, ShardRecord
@@ -54,10 +52,9 @@ from storage.tables import read_table, write_table
 
 log = logging.getLogger(__name__)
 
-ClipBatch = tuple[np.ndarray, list[str]]  # (B, F, S, S, 3) uint8 clips and each clip's video
-
 MODULES = (
     "pipeline.extract",
+    "pipeline.video.clips",
     "pipeline.video.decoders",
     "pipeline.video.probe",
     "pipeline.devices",
@@ -68,58 +65,6 @@ MODULES = (
 INDEX_COLUMNS = ["video_id", "shard", "row", "n_seconds"]
 PROGRESS_EVERY_S = 10.0
 SECONDS = "extract: video-seconds"  # the stage's progress unit
-
-
-# One video's clips as they are read: (video_id, chunks of (n, F, S, S, 3) uint8 clips).
-VideoClips = tuple[str, Iterator[np.ndarray]]
-
-
-def shard_clips(reader: FrameShardReader, chunk_seconds: int) -> Iterator[VideoClips]:
-    """The clips of every video in a frame shard, read `chunk_seconds` at a time."""
-    for video_id in reader.video_ids:
-        n_seconds = reader.n_seconds(video_id)
-        starts = range(0, n_seconds, chunk_seconds)
-        chunks = (reader.clips(video_id, s, min(n_seconds, s + chunk_seconds)) for s in starts)
-        yield video_id, chunks
-
-
-def stream_clips(videos: pd.DataFrame, decode: DecodeConfig) -> Iterator[VideoClips]:
-    """The clips of videos decoded again from their files (`decode.keep_frames=false`)."""
-    for video in videos.itertuples():
-        yield video.video_id, _redecode(Path(video.path), video.video_id, video.n_seconds, decode)
-
-
-def _redecode(path: Path, video_id: str, n_seconds: int, decode: DecodeConfig) -> Iterator:
-    clips = iter_clips(path, probe_video(path), decode)
-    produced = 0
-    for clip in itertools.islice(clips, n_seconds):
-        produced += 1
-        yield clip[None]  # (1, F, S, S, 3)
-    clips.close()
-    if produced != n_seconds:
-        raise RuntimeError(
-            f"video {video_id} ({path}) now decodes to {produced} seconds, but decode recorded "
-            f"{n_seconds}: the file changed after the decode stage ran; run decode again"
-        )
-
-
-def clip_batches(videos: Iterator[VideoClips], batch_seconds: int) -> Iterator[ClipBatch]:
-    """Batches of up to `batch_seconds` clips across videos, with each clip's owner.
-
-    Holds at most one batch of seconds (plus one chunk), so long videos stream through memory.
-    """
-    pending: list[np.ndarray] = []
-    owners: list[str] = []
-    for video_id, chunks in videos:
-        for chunk in chunks:  # (n, F, S, S, 3)
-            pending.append(chunk)
-            owners += [video_id] * len(chunk)
-            while len(owners) >= batch_seconds:
-                clips = np.concatenate(pending)
-                yield clips[:batch_seconds], owners[:batch_seconds]
-                pending, owners = [clips[batch_seconds:]], owners[batch_seconds:]
-    if owners:
-        yield np.concatenate(pending), owners
 
 
 def extract_shard(
@@ -179,9 +124,10 @@ def extract_pool(artifacts: Path, identity: dict[str, Any]) -> ShardPool:
     return ShardPool(artifacts / "extract" / f"pool-{key}", prefix="features")
 
 
-# Runs `work` on each pending frame shard (a name and its rows), yielding the feature records.
+# Runs `work` on each pending frame shard (a name and its rows), yielding each feature record,
+# or the shard's name when its record went to the shard pool from elsewhere (a worker's run).
 ShardWork = Callable[[pd.DataFrame], ShardRecord]
-GroupRunner = Callable[[list[tuple[str, pd.DataFrame]], ShardWork], Iterable[ShardRecord]]
+GroupRunner = Callable[[list[tuple[str, pd.DataFrame]], ShardWork], Iterable[ShardRecord | str]]
 
 
 def run_groups_in_turn(
@@ -223,47 +169,47 @@ def run_extract(
     """Embed every decoded second of a dataset (cached; only new frame shards are embedded).
 
     `shard_runner` runs the pending shards (default: in turn, here); an orchestrator may make
-    each one a task. It does not change the cache key.
+    each one a task, or a flow run on a work pool of GPU workers (`extract_one_shard` is what
+    such a run does). It does not change the cache key. Its records may also come back through
+    the shard pool: every pending shard's record is read from it once the runner is done.
     """
     name, config, decode = inputs.dataset, inputs.config, inputs.decode
 
     def build(folder: Path) -> StageResult[ExtractInfo]:
-        clip = decode.info
-        identity = weights_identity(config, clip.frames_per_second, clip.size, inputs.artifacts)
-        status = read_table(decode.output("decode"))
-        usable = status[(status.status != "failed") & (status.n_seconds > 0)]
-        pool = extract_pool(inputs.artifacts, identity)
-        pool.clean()
+        plan = _plan(inputs)
+        plan.pool.clean()
         started = time.perf_counter()
-        records: dict[str, ShardRecord] = {}
-        pending = []
-        for digest, group in usable.groupby("shard_digest", sort=True):
-            record = pool.record(f"features-{digest[:16]}")
-            if record is None:
-                pending.append((f"features-{digest[:16]}", group))
-            else:
-                records[digest] = record
         backbones: list[Backbone] = []  # loaded on the first pending shard, then shared
 
         def work(group: pd.DataFrame) -> ShardRecord:
             if not backbones:
-                backbones.append(load_backbone(config, identity))
-            return _extract_group(group, decode, pool, backbones[0], config)
+                backbones.append(load_backbone(config, plan.identity))
+            return _extract_group(group, decode, plan.pool, backbones[0], config)
 
-        embedded, total = 0, int(usable.n_seconds.sum())
-        finished = total - sum(int(group.n_seconds.sum()) for _, group in pending)
+        total = int(plan.usable.n_seconds.sum())
+        finished = total - sum(int(group.n_seconds.sum()) for _, group in plan.pending)
         progress.expect(SECONDS, total, done=finished)
-        for record in (shard_runner or run_groups_in_turn)(pending, work):
-            records[record.info["frames_digest"]] = record
-            embedded += sum(row["n_seconds"] for row in record.rows)
+        embedded = 0
+        groups = dict(plan.pending)
+        for done in (shard_runner or run_groups_in_turn)(plan.pending, work):
+            if isinstance(done, str):  # embedded by a worker's run (flows/extract_shards.py)
+                embedded += int(groups[done].n_seconds.sum())
+            else:
+                embedded += sum(row["n_seconds"] for row in done.rows)
             progress.at_least(SECONDS, finished + embedded, total)
         elapsed = time.perf_counter() - started
-        index = _index(usable, records, pool, folder)
+        records = dict(plan.records)
+        for shard, group in plan.pending:
+            record = plan.pool.record(shard)
+            if record is None:
+                raise RuntimeError(f"extract {name}: shard {shard} was not written by its runner")
+            records[group.shard_digest.iloc[0]] = record
+        index = _index(plan.usable, records, plan.pool, folder)
         write_table(index, folder / "index.parquet")
         info = ExtractInfo(
             dataset=name,
-            weights=identity,
-            random_init=identity["random_init"],
+            weights=plan.identity,
+            random_init=plan.identity["random_init"],
             videos=len(index),
             seconds=int(index.n_seconds.sum()),
             embedded_seconds=embedded,
@@ -273,6 +219,49 @@ def run_extract(
         return StageResult(outputs={"index": "index.parquet"}, info=info)
 
     return run_cached(inputs, build)
+
+
+@dataclass
+class _ExtractPlan:
+    identity: dict[str, Any]  # the backbone's identity (weights digest or seed)
+    usable: pd.DataFrame  # decode's status rows of the videos with seconds
+    pool: ShardPool
+    records: dict[str, ShardRecord]  # frames digest → finished feature shard
+    pending: list[tuple[str, pd.DataFrame]]  # (feature shard name, its videos) still to embed
+
+
+def _plan(inputs: ExtractInputs) -> _ExtractPlan:
+    """Which feature shards the stage needs, and which of them the pool already holds."""
+    clip = inputs.decode.info
+    identity = weights_identity(inputs.config, clip.frames_per_second, clip.size, inputs.artifacts)
+    status = read_table(inputs.decode.output("decode"))
+    usable = status[(status.status != "failed") & (status.n_seconds > 0)]
+    pool = extract_pool(inputs.artifacts, identity)
+    records: dict[str, ShardRecord] = {}
+    pending = []
+    for digest, group in usable.groupby("shard_digest", sort=True):
+        record = pool.record(f"features-{digest[:16]}")
+        if record is None:
+            pending.append((f"features-{digest[:16]}", group))
+        else:
+            records[digest] = record
+    return _ExtractPlan(identity, usable, pool, records, pending)
+
+
+def extract_one_shard(inputs: ExtractInputs, shard: str) -> ShardRecord:
+    """Embed one pending feature shard of the stage (`features-<frames digest>`), the work of a
+    shard run on a GPU worker; a shard the pool already holds (a retried or restarted run's) is
+    returned as it is, so N workers taking disjoint shards never embed one twice."""
+    plan = _plan(inputs)
+    done = plan.pool.record(shard)
+    if done is not None:
+        log.info("extract %s: %s is already in the pool", inputs.dataset, shard)
+        return done
+    groups = dict(plan.pending)
+    if shard not in groups:
+        raise ValueError(f"extract {inputs.dataset}: no frame shard makes {shard}")
+    backbone = load_backbone(inputs.config, plan.identity)
+    return _extract_group(groups[shard], inputs.decode, plan.pool, backbone, inputs.config)
 
 
 def _extract_group(

@@ -116,6 +116,12 @@ def run_front_end(
     return manifests
 
 
+def extract_inputs(config: Config, name: str, artifacts: Path) -> ExtractInputs:
+    """The extract stage's inputs for dataset `name` (its ingest and decode from cache, or run)."""
+    decode = run_front_end(config, name, "decode", artifacts)["decode"]
+    return ExtractInputs(artifacts=artifacts, dataset=name, decode=decode, config=config.extract)
+
+
 def _front_end_datasets(config: Config, last: int) -> list[str]:
     """Every dataset for the front-end stages alone; those the learning stages use otherwise."""
     if last < STAGES.index("pretrain"):

@@ -282,10 +282,18 @@ def test_deployments_match_the_served_ones_and_load_the_flow(deployments: dict) 
     """prefect.yaml deploys what `fineco serve` serves, with the same entrypoints and
     parameters; the stage deployments run the `fineco` flow on one stage, the study its flow."""
     from flows import deployments as served
+    from flows.extract_shards import DEPLOYMENT_NAME, FLOW, fineco_extract_shard
     from flows.pipeline_flow import fineco
     from flows.study_flow import fineco_study
 
-    assert set(deployments) == {"full", *served.STAGE_DEPLOYMENTS, "study"}
+    assert set(deployments) == {"full", *served.STAGE_DEPLOYMENTS, "study", DEPLOYMENT_NAME}
+    # fineco-extract/shard runs on a work pool of GPU workers only (execution.extract_pool)
+    deployments = dict(deployments)  # the module's fixture stays whole
+    shard = deployments.pop(DEPLOYMENT_NAME)
+    path, _, attribute = shard["entrypoint"].partition(":")
+    module = importlib.import_module(path.removesuffix(".py").replace("/", "."))
+    assert getattr(module, attribute) is fineco_extract_shard
+    assert fineco_extract_shard.name == FLOW
     serving = {d.name: d for d in served.deployments()}
     assert set(serving) == set(deployments)
     for name, deployment in deployments.items():

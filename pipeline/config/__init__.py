@@ -312,6 +312,9 @@ class ExecutionConfig:
     gpu_pool: str = ""
     gpu_stages: tuple[StageName, ...] = ("extract", "pretrain", "finetune", "evaluate")
     telemetry_interval_s: Annotated[float, Field(ge=0.0)] = 15.0  # GPU log interval; 0 = off
+    # "" = extract embeds its shards itself; else the work pool whose `fineco-extract/shard`
+    # deployment embeds them, one run per shard, on as many workers as it has (one per GPU).
+    extract_pool: str = ""
 
 
 @dataclass(frozen=True, config=SECTION)

@@ -1,0 +1,114 @@
+"""Extract's shards on a work pool of GPU workers: N workers, one per GPU, embed disjoint shards.
+
+With `execution.extract_pool` set, the extract stage (in the `fineco` flow) submits each pending
+frame shard as a run of the deployment `fineco-extract/shard` on that pool and waits for them.
+Each run embeds one shard (`pipeline.extract.extract_one_shard`) into the shared artifact root's
+shard pool; a shard that is already there (a retried run, or one a restarted worker finished) is
+skipped. The stage then reads every record back from the pool and writes its index, exactly as
+when it embeds the shards itself, so the features do not depend on how many workers ran.
+
+Start one worker per GPU, each pinned to its device and taking one run at a time:
+
+    fineco worker --pool gpu-shards --device 0      # and --device 1, ... on the same host
+
+(`prefect.yaml` deploys `fineco-extract/shard` on the pool `gpu-shards`.)
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Iterator
+from uuid import UUID
+
+import pandas as pd
+from prefect import flow, get_client, get_run_logger
+from prefect.deployments import run_deployment
+
+from flows.parameters import check_pipeline
+from pipeline.config import ConfigError
+from pipeline.extract import GroupRunner, ShardWork, extract_one_shard
+from pipeline.runner import extract_inputs
+from storage.layout import artifact_root
+
+log = logging.getLogger(__name__)
+
+FLOW, DEPLOYMENT_NAME = "fineco-extract", "shard"
+DEPLOYMENT = f"{FLOW}/{DEPLOYMENT_NAME}"
+POLL_S = 1.0
+
+
+@flow(name=FLOW, validate_parameters=False, retries=1, retry_delay_seconds=5)
+def fineco_extract_shard(
+    config: str,
+    dataset: str,
+    shard: str,
+    overrides: list[str] | None = None,
+    synthetic: bool = False,
+) -> str:
+    """Embed feature shard `shard` of `dataset`'s extract stage under `config`; returns the
+    shard file's digest."""
+    request = check_pipeline(config, ["extract"], [], overrides, synthetic)
+    inputs = extract_inputs(request.settings, dataset, artifact_root())
+    record = extract_one_shard(inputs, shard)
+    get_run_logger().info("%s: %s (%d videos)", shard, record.digest[:16], len(record.rows))
+    return record.digest
+
+
+def pool_runner(
+    pool: str, config: str, dataset: str, overrides: list[str], synthetic: bool
+) -> GroupRunner:
+    """The extract stage's shard runner that submits each pending shard to `pool`."""
+
+    def run(groups: list[tuple[str, pd.DataFrame]], work: ShardWork) -> Iterator[str]:
+        if not groups:
+            return
+        _check_pool(pool)
+        log.info("extract %s: %d shards to work pool %s", dataset, len(groups), pool)
+        runs: dict[UUID, str] = {}
+        for name, _ in groups:
+            parameters = {
+                "config": config,
+                "dataset": dataset,
+                "shard": name,
+                "overrides": overrides,
+                "synthetic": synthetic,
+            }
+            submitted = run_deployment(
+                DEPLOYMENT, parameters=parameters, timeout=0, flow_run_name=f"extract-{name}"
+            )
+            runs[submitted.id] = name
+        yield from _finished(runs)
+
+    return run
+
+
+def _check_pool(pool: str) -> None:
+    with get_client(sync_client=True) as client:
+        deployment = client.read_deployment_by_name(DEPLOYMENT)
+    if deployment.work_pool_name != pool:
+        raise ConfigError(
+            f"execution.extract_pool={pool!r} but deployment {DEPLOYMENT} is on pool "
+            f"{deployment.work_pool_name!r}; run `prefect --no-prompt deploy --all`"
+        )
+
+
+def _finished(runs: dict[UUID, str]) -> Iterator[str]:
+    """Each shard's name as its run completes; a run that ends otherwise stops the stage."""
+    waiting = dict(runs)
+    with get_client(sync_client=True) as client:
+        while waiting:
+            for run_id, name in list(waiting.items()):
+                state = client.read_flow_run(run_id).state
+                if state is None or not state.is_final():
+                    continue
+                del waiting[run_id]
+                if not state.is_completed():
+                    raise RuntimeError(
+                        f"extract shard {name}: flow run {run_id} ended {state.name} "
+                        f"({state.message or 'no message'}); finished shards are kept, and a "
+                        "rerun submits only the others"
+                    )
+                yield name
+            if waiting:
+                time.sleep(POLL_S)
