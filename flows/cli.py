@@ -21,13 +21,12 @@ from collections.abc import Sequence
 from pathlib import Path
 from uuid import UUID
 
+from flows.bench_cli import add_bench_parser
 from pipeline.config import Config, ConfigError
 from pipeline.config.loading import load_config
 from storage.layout import artifact_root, expand_path
 
 log = logging.getLogger("fineco")
-
-PAPER_CLIP = (30, 224)  # VideoCLIP's one-second clip: 30 frames at 224 px (frames, size)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -140,25 +139,7 @@ def _parser() -> argparse.ArgumentParser:
     )
     resume.set_defaults(command=_resume, needs_config=False)
 
-    bench = commands.add_parser("bench", help="measure decode or extract speed and memory")
-    targets = bench.add_subparsers(required=True, dest="what", metavar="decode|extract")
-    for what, text in (("decode", "video length in s"), ("extract", "one-second clips")):
-        target = targets.add_parser(what, help=f"benchmark the {what} stage")
-        _common(target)
-        if what == "decode":
-            target.add_argument("--video", type=Path, help="default: a generated 360p video")
-        target.add_argument("--seconds", type=int, default=60, help=text)
-        target.add_argument("--repeats", type=int, default=3)
-        if what == "extract":
-            target.add_argument("--demo-only", action="store_true", help="skip 30 × 224 px")
-        target.set_defaults(command=_bench)
-    train = targets.add_parser("train", help="fine-tuning steps/s and memory: demo and paper sizes")
-    _common(train)
-    train.add_argument("--steps", type=int, default=3, help="timed steps per run")
-    train.add_argument("--repeats", type=int, default=1, help="fresh-process runs per setting")
-    train.add_argument("--demo-only", action="store_true", help="skip the paper-size settings")
-    train.add_argument("--paper-batch", type=int, default=128, help="batch of the paper sizes")
-    train.set_defaults(command=_bench)
+    add_bench_parser(commands, _common)
     return parser
 
 
@@ -322,41 +303,6 @@ def _resume(args: argparse.Namespace, config: Config | None) -> int:
 def _facts(info: dict) -> str:
     keys = ("videos", "pairs", "seconds", "status_counts", "random_init", "embedded_seconds")
     return ", ".join(f"{key}={info[key]}" for key in keys if key in info)
-
-
-def _bench(args: argparse.Namespace, config: Config) -> int:
-    if args.what == "decode":
-        from pipeline.bench.decode import bench_decode, format_bench, make_bench_video
-
-        video = args.video
-        if video is None:  # a realistic stand-in: 360p30 h264 with noise, rendered once
-            video = artifact_root() / "bench" / f"testsrc2-{args.seconds}s-640x360.mp4"
-            if not video.is_file():
-                make_bench_video(video, args.seconds, 640, 360, 30)
-        print(format_bench(bench_decode(video, config.decode, args.repeats)))
-        return 0
-    if args.what == "train":
-        from pipeline.bench.train import (
-            TrainSetting,
-            bench_train,
-            format_train_bench,
-            paper_settings,
-        )
-
-        demo = TrainSetting(config.name, config.model, config.finetune.optim.batch_size)
-        settings = [demo] + ([] if args.demo_only else paper_settings(args.paper_batch))
-        result = bench_train(settings, config.finetune, args.steps, args.repeats)
-        print(format_train_bench(result))
-        return 0
-    from pipeline.bench.extract import bench_extract, format_extract_bench
-
-    settings = [(config.decode.frames_per_second, config.decode.size)]
-    settings += [] if args.demo_only else [PAPER_CLIP]
-    result = bench_extract(
-        config.extract, list(dict.fromkeys(settings)), args.seconds, args.repeats
-    )
-    print(format_extract_bench(result))
-    return 0
 
 
 if __name__ == "__main__":

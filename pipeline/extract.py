@@ -116,10 +116,11 @@ class _RateLog:
             self.last = now
 
 
-def extract_pool(artifacts: Path, identity: dict[str, Any]) -> ShardPool:
-    """The feature-shard pool shared by every extract run with the same backbone and code (the
-    weights file's content, not where it lies)."""
+def extract_pool(artifacts: Path, identity: dict[str, Any], precision: str) -> ShardPool:
+    """The feature-shard pool shared by every extract run with the same backbone, precision and
+    code (the weights file's content, not where it lies)."""
     content = {name: value for name, value in identity.items() if name != "path"}
+    content["precision"] = precision
     key = cache_key("extract-pool", content, [], code_digest(MODULES))
     return ShardPool(artifacts / "extract" / f"pool-{key}", prefix="features")
 
@@ -152,7 +153,12 @@ class ExtractInputs(StageInputs):
     def section(self) -> dict[str, Any]:
         clip = self.decode.info
         recipe = backbone_recipe(self.config, clip.frames_per_second, clip.size)
-        return {"dataset": self.dataset, "init_seed": self.config.init_seed, "backbone": recipe}
+        return {
+            "dataset": self.dataset,
+            "init_seed": self.config.init_seed,
+            "backbone": recipe,
+            "precision": self.config.precision,
+        }
 
     def upstream(self) -> tuple[Manifest[Any], ...]:
         return (self.decode,)
@@ -236,7 +242,7 @@ def _plan(inputs: ExtractInputs) -> _ExtractPlan:
     identity = weights_identity(inputs.config, clip.frames_per_second, clip.size, inputs.artifacts)
     status = read_table(inputs.decode.output("decode"))
     usable = status[(status.status != "failed") & (status.n_seconds > 0)]
-    pool = extract_pool(inputs.artifacts, identity)
+    pool = extract_pool(inputs.artifacts, identity, inputs.config.precision)
     records: dict[str, ShardRecord] = {}
     pending = []
     for digest, group in usable.groupby("shard_digest", sort=True):

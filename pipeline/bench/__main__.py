@@ -12,6 +12,8 @@ import sys
 
 from pipeline.bench.decode import measure_decode
 from pipeline.bench.extract import measure_extract
+from pipeline.bench.gpu import measure_gpu
+from pipeline.bench.memory import measure_memory
 from pipeline.bench.train import measure_train
 
 
@@ -21,6 +23,10 @@ def main(argument: str) -> None:
         print(json.dumps(measure_extract(job)))
     elif job["kind"] == "train":
         print(json.dumps(measure_train(job)))
+    elif job["kind"] == "gpu":
+        print(json.dumps(measure_gpu(job)))
+    elif job["kind"] == "memory":
+        print(json.dumps(measure_memory(job)))
     elif job["kind"] == "decode":
         print(json.dumps(measure_decode(job)))
     else:

@@ -102,6 +102,9 @@ class ExtractConfig:
     batch_seconds: PositiveInt = 16  # one-second clips per forward pass
     device: Device = "auto"
     threads: NonNegativeInt = 0  # torch CPU threads; 0 = all cores
+    # Autocast of the S3D-G forward: auto = bf16 on a GPU, fp32 on the CPU (features are stored
+    # float16 either way). On a GPU the clips also go channels-last (faster 3-D convolutions).
+    precision: Literal["auto", "fp32", "fp16", "bf16"] = "auto"
 
 
 @dataclass(frozen=True, config=SECTION)

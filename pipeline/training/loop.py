@@ -190,6 +190,7 @@ class _Trainer:
             config.lr,
             tuple(config.betas),
             weight_decay=config.weight_decay,
+            fused=self.device.type == "cuda",  # one kernel for every parameter's update
         )
         warmup, power = self.warmup, config.decay_power
         total = config.decay_steps or self.total_steps  # the decay's horizon

@@ -56,6 +56,8 @@ class Backbone:
     model: S3D
     device: torch.device
     weights: dict[str, Any]  # {"random_init": bool, "path": str, "sha256": str, "seed": int}
+    dtype: torch.dtype | None = None  # the forward's autocast dtype; None = fp32
+    channels_last: bool = False  # clips in torch.channels_last_3d (GPU)
 
 
 def backbone_recipe(config: ExtractConfig, frames: int, size: int) -> dict[str, Any]:
@@ -112,7 +114,19 @@ def load_backbone(config: ExtractConfig, identity: dict[str, Any]) -> Backbone:
         )
         calibrate_batch_norm(model, calibration_clips(identity["seed"], identity["calibration"]))
     device = resolve_device(config.device)
-    return Backbone(model.eval().to(device), device, identity)
+    channels_last = device.type == "cuda"
+    model = model.eval().to(device)
+    if channels_last:
+        model = model.to(memory_format=torch.channels_last_3d)
+    dtype = autocast_dtype(config.precision, device)
+    return Backbone(model, device, identity, dtype, channels_last)
+
+
+def autocast_dtype(precision: str, device: torch.device) -> torch.dtype | None:
+    """`extract.precision` on `device`: auto = bf16 on a GPU, fp32 (None) on the CPU."""
+    if precision == "auto":
+        return torch.bfloat16 if device.type == "cuda" else None
+    return {"fp32": None, "fp16": torch.float16, "bf16": torch.bfloat16}[precision]
 
 
 def _key_mismatch(model: torch.nn.Module, state: Any) -> tuple[list[str], list[str]]:
@@ -126,13 +140,13 @@ def embed_clips(backbone: Backbone, clips: np.ndarray) -> np.ndarray:
     """(B, F, S, S, 3) uint8 clips → (B, 512) float16 L2-normalised `video_embedding` rows."""
     video = torch.from_numpy(clips).to(backbone.device, non_blocking=True)
     video = video.permute(0, 4, 1, 2, 3).float().div_(255.0)  # (B, 3, F, S, S) in [0, 1]
-    with torch.inference_mode(), _autocast(backbone.device):
+    if backbone.channels_last:
+        video = video.contiguous(memory_format=torch.channels_last_3d)
+    dtype = backbone.dtype
+    with (
+        torch.inference_mode(),
+        torch.autocast(backbone.device.type, dtype=dtype, enabled=dtype is not None),
+    ):
         embedding = backbone.model(video).video_embedding.float()  # (B, 512)
     embedding = torch.nn.functional.normalize(embedding, dim=1)
     return embedding.to(torch.float16).cpu().numpy()
-
-
-def _autocast(device: torch.device) -> Any:
-    if device.type == "cuda":
-        return torch.autocast("cuda", dtype=torch.float16)
-    return torch.autocast("cpu", enabled=False)
