@@ -2,11 +2,12 @@
 
 `bench_decode` times the three methods on one video, side by side in one run: repeats are
 interleaved (ffmpeg, decord, bare, ffmpeg, ...) so drift of the machine hits all three alike,
-and medians are reported. Each measurement runs in a fresh Python process (`process.run_job`),
-so its peak RSS (`getrusage` RUSAGE_SELF for our Python process, RUSAGE_CHILDREN for the ffmpeg
-child) belongs to that method alone. The ratio to the bare decode shows what sampling, scaling,
-colour conversion and the pipe cost on top of decoding (reference/decode-storage.md §B measured
-1.1–1.7× with one thread at 720p).
+and medians are reported; then each method runs in PROCESSES processes at once (scaling across
+cores: 2 processes on 2 cores would ideally double the rate). Each measurement runs in a fresh
+Python process (`process.run_job`), so its peak RSS (`getrusage` RUSAGE_SELF for our Python
+process, RUSAGE_CHILDREN for the ffmpeg child) belongs to that method alone. The ratio to the
+bare decode shows what sampling, scaling, colour conversion and the pipe cost on top of decoding
+(reference/decode-storage.md §B measured 1.1–1.7× with one thread at 720p).
 
 `make_bench_video` renders a stand-in for a real video when the user gives none.
 """
@@ -18,6 +19,7 @@ import resource
 import statistics
 import subprocess
 import time
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, replace
 from pathlib import Path
 from typing import Any, Literal
@@ -29,6 +31,7 @@ from pipeline.video.probe import VideoInfo, last_line, probe_video
 
 Method = Literal["ffmpeg", "decord", "bare"]
 METHODS: tuple[Method, ...] = ("ffmpeg", "decord", "bare")
+PROCESSES = 2  # the scaling column: this many processes decoding at once
 LABELS = {
     "ffmpeg": "ffmpeg pipe (backend)",
     "decord": "decord (backend)",
@@ -51,6 +54,11 @@ def bench_decode(video: Path, config: DecodeConfig, repeats: int = 3) -> dict[st
     for _ in range(repeats):
         for method in METHODS:
             runs[method].append(_measure_in_fresh_process(method, video, info, config))
+    # The same with two processes at once, each on its own copy of the work (scaling).
+    pairs: dict[Method, list[float]] = {method: [] for method in METHODS}
+    for _ in range(repeats):
+        for method in METHODS:
+            pairs[method].append(_concurrent_rate(method, video, info, config, PROCESSES))
     bare_wall = statistics.median(run["wall_s"] for run in runs["bare"])
     methods = {}
     for method, measured in runs.items():
@@ -65,7 +73,11 @@ def bench_decode(video: Path, config: DecodeConfig, repeats: int = 3) -> dict[st
             "rss_self_mib": max(run["rss_self_mib"] for run in measured),
             "rss_child_mib": max(run["rss_child_mib"] for run in measured),
             "vs_bare": wall / bare_wall,
+            "video_s_per_s_2": statistics.median(pairs[method]),
         }
+        methods[method]["scaling_2"] = (
+            methods[method]["video_s_per_s_2"] / methods[method]["video_s_per_s"]
+        )
     return {
         "video": str(video),
         "duration_s": info.duration_s,
@@ -79,6 +91,20 @@ def bench_decode(video: Path, config: DecodeConfig, repeats: int = 3) -> dict[st
         "cpu_count": os.cpu_count(),
         "methods": methods,
     }
+
+
+def _concurrent_rate(
+    method: Method, video: Path, info: VideoInfo, config: DecodeConfig, processes: int
+) -> float:
+    """Video-seconds per second of `processes` fresh processes decoding at once (each the whole
+    video): their seconds over the slowest one's wall time."""
+    with ThreadPoolExecutor(processes) as pool:
+        runs = list(
+            pool.map(
+                lambda _: _measure_in_fresh_process(method, video, info, config), range(processes)
+            )
+        )
+    return sum(run["video_s"] for run in runs) / max(run["wall_s"] for run in runs)
 
 
 def _measure_in_fresh_process(
@@ -134,6 +160,7 @@ def format_bench(result: dict[str, Any]) -> str:
         f"median of {result['repeats']} interleaved runs, {result['cpu_count']} CPUs"
     )
     columns = ["method", "wall s", "frames/s", "video-s/s", "py MiB", "ffmpeg MiB", "× bare"]
+    columns += [f"video-s/s, {PROCESSES} procs", "scaling"]
     rows = [columns]
     for method in result["methods"].values():
         rows.append(
@@ -145,6 +172,8 @@ def format_bench(result: dict[str, Any]) -> str:
                 f"{method['rss_self_mib']:.0f}" if method["rss_self_mib"] else "-",
                 f"{method['rss_child_mib']:.0f}" if method["rss_child_mib"] else "-",
                 f"{method['vs_bare']:.2f}",
+                f"{method['video_s_per_s_2']:.1f}",
+                f"{method['scaling_2']:.2f}×",
             ]
         )
     return table(head, rows)
