@@ -43,7 +43,14 @@ from pipeline.video.backbone import (
     weights_identity,
     weights_path,
 )
-from pipeline.video.clips import VideoClips, clip_batches, shard_clips, stream_clips
+from pipeline.video.clips import (
+    PREFETCH_BATCHES,
+    VideoClips,
+    clip_batches,
+    prefetch,
+    shard_clips,
+    stream_clips,
+)
 from storage.digests import code_digest
 from storage.layout import Manifest, cache_key
 from storage.pool import ShardPool, ShardRecord
@@ -81,7 +88,8 @@ def extract_shard(
     rate = _RateLog(name)
     with FeatureShardWriter(path, EMBEDDING_DIM, attrs) as writer:
         current = None
-        for clips, owners in clip_batches(videos, batch):
+        # the next batches decode (or load) while this one embeds
+        for clips, owners in prefetch(clip_batches(videos, batch), PREFETCH_BATCHES):
             rows = embed_clips(backbone, clips)  # (B, 512)
             for video_id, row in zip(owners, rows, strict=True):
                 if video_id != current:

@@ -84,7 +84,7 @@ def measure_memory(job: dict[str, Any]) -> dict[str, Any]:
     stage's loop for one video, into a feature shard in a temporary folder."""
     from models.s3dg import EMBEDDING_DIM
     from pipeline.video.backbone import embed_clips, load_backbone, weights_identity
-    from pipeline.video.clips import clip_batches, stream_clips
+    from pipeline.video.clips import PREFETCH_BATCHES, clip_batches, prefetch, stream_clips
     from pipeline.video.decoders import clip_count
     from pipeline.video.probe import probe_video
     from storage.shards import FeatureShardWriter
@@ -100,7 +100,10 @@ def measure_memory(job: dict[str, Any]) -> dict[str, Any]:
         start = time.perf_counter()
         with FeatureShardWriter(Path(scratch) / "features.h5", EMBEDDING_DIM, {}) as writer:
             writer.begin_video(video.stem)
-            batches = clip_batches(stream_clips(videos, decode), extract.batch_seconds)
+            batches = prefetch(
+                clip_batches(stream_clips(videos, decode), extract.batch_seconds),
+                PREFETCH_BATCHES,
+            )
             for clips, _ in batches:
                 writer.append_rows(embed_clips(backbone, clips))  # (B, 512)
                 embedded += len(clips)

@@ -16,8 +16,9 @@ The ranks' output is passed on line by line to this process's log (so Prefect sh
 rank 0's progress reports reach this process's listeners.
 
 Multi-node: set FINECO_TORCHRUN_ARGS to torchrun's rendezvous flags (they replace
-`--standalone`), e.g. `--nnodes 2 --rdzv-backend c10d --rdzv-endpoint head:29400 --rdzv-id ft1`,
-and run the same stage on every node with the artifact root on shared storage (README, "Several
+`--standalone`, e.g. `--nnodes 2 --rdzv-backend c10d --rdzv-endpoint head:29400 --rdzv-id ft1`)
+with the artifact root on shared storage. The head node runs the stage; every other node starts
+`torch.distributed.run` with the same flags on the job file the head logged (README, "Several
 GPUs and nodes").
 """
 

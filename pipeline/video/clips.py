@@ -3,9 +3,13 @@
 
 from __future__ import annotations
 
+import contextlib
 import itertools
+import queue
+import threading
 from collections.abc import Iterator
 from pathlib import Path
+from typing import TypeVar
 
 import numpy as np
 import pandas as pd
@@ -15,6 +19,8 @@ from pipeline.video.decoders import iter_clips
 from pipeline.video.probe import probe_video
 from storage.shards import FrameShardReader
 
+T = TypeVar("T")
+PREFETCH_BATCHES = 2  # clip batches decoded ahead of the one being embedded
 ClipBatch = tuple[np.ndarray, list[str]]  # (B, F, S, S, 3) uint8 clips and each clip's video
 
 # One video's clips as they are read: (video_id, chunks of (n, F, S, S, 3) uint8 clips).
@@ -67,3 +73,50 @@ def clip_batches(videos: Iterator[VideoClips], batch_seconds: int) -> Iterator[C
                 pending, owners = [clips[batch_seconds:]], owners[batch_seconds:]
     if owners:
         yield np.concatenate(pending), owners
+
+
+_DONE = object()
+
+
+def prefetch(items: Iterator[T], depth: int) -> Iterator[T]:
+    """`items`, produced up to `depth` ahead by a background thread: the next batch decodes (in
+    its ffmpeg process and our pipe reads, which release the GIL) while the device embeds this
+    one. An exception in the producer is raised here, in order; closing this generator stops the
+    producer (at most `depth` items are held)."""
+    slots: queue.Queue = queue.Queue(maxsize=depth)
+    stop = threading.Event()
+
+    def produce() -> None:
+        try:
+            for item in items:
+                while not stop.is_set():
+                    try:
+                        slots.put(item, timeout=0.1)
+                        break
+                    except queue.Full:
+                        continue
+                if stop.is_set():
+                    return
+            slots.put(_DONE)
+        except BaseException as error:  # handed to the consumer
+            slots.put(error)
+
+    worker = threading.Thread(target=produce, name="clip-prefetch", daemon=True)
+    worker.start()
+    try:
+        while True:
+            item = slots.get()
+            if item is _DONE:
+                return
+            if isinstance(item, BaseException):
+                raise item
+            yield item
+    finally:
+        stop.set()
+        while worker.is_alive():  # unblock a producer waiting on a full queue
+            with contextlib.suppress(queue.Empty):
+                slots.get_nowait()
+            worker.join(timeout=0.1)
+        close = getattr(items, "close", None)
+        if callable(close):
+            close()
