@@ -79,9 +79,8 @@ def _executor(plan: _Plan):
             plan.dispatched.add(stage)
             rerun = False  # the pool's run built it; here it is a cache hit
         if shards_on_pool:
-            runner = pool_runner(
-                execution.extract_pool, plan.config, label, plan.overrides, plan.synthetic
-            )
+            pool, key = execution.extract_pool, inputs.key
+            runner = pool_runner(pool, plan.config, label, plan.overrides, plan.synthetic, key)
             function = functools.partial(function, shard_runner=runner)
         elif stage in SHARD_RUNNERS:  # fan out: one task run per shard
             function = functools.partial(function, shard_runner=SHARD_RUNNERS[stage])

@@ -13,6 +13,7 @@ videoclip-facts §2.4). Without a weights file the backbone is randomly initiali
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import time
@@ -88,19 +89,21 @@ def extract_shard(
     rate = _RateLog(name)
     with FeatureShardWriter(path, EMBEDDING_DIM, attrs) as writer:
         current = None
-        # the next batches decode (or load) while this one embeds
-        for clips, owners in prefetch(clip_batches(videos, batch), PREFETCH_BATCHES):
-            rows = embed_clips(backbone, clips)  # (B, 512)
-            for video_id, row in zip(owners, rows, strict=True):
-                if video_id != current:
-                    if current is not None:
-                        writer.end_video()
-                    writer.begin_video(video_id)
-                    current = video_id
-                writer.append_rows(row[None])
-                counts[video_id] = counts.get(video_id, 0) + 1
-            rate.update(len(owners))
-            progress.advance(SECONDS, len(owners))
+        # the next batches decode (or load) while this one embeds; closed on any exit
+        batches = contextlib.closing(prefetch(clip_batches(videos, batch), PREFETCH_BATCHES))
+        with batches as prefetched:
+            for clips, owners in prefetched:
+                rows = embed_clips(backbone, clips)  # (B, 512)
+                for video_id, row in zip(owners, rows, strict=True):
+                    if video_id != current:
+                        if current is not None:
+                            writer.end_video()
+                        writer.begin_video(video_id)
+                        current = video_id
+                    writer.append_rows(row[None])
+                    counts[video_id] = counts.get(video_id, 0) + 1
+                rate.update(len(owners))
+                progress.advance(SECONDS, len(owners))
         if current is not None:
             writer.end_video()
         digest = writer.commit()
@@ -288,6 +291,8 @@ def _extract_group(
     """Embed the videos of one decode shard, from its frame shard or decoded again."""
     digest = group.shard_digest.iloc[0]
     attrs = {**backbone.weights, "frames_digest": digest, "embedding": "video_embedding"}
+    # what `precision: auto` resolved to on this worker (it is keyed as "auto", like the device)
+    attrs["autocast"] = str(backbone.dtype).removeprefix("torch.") if backbone.dtype else "fp32"
     name = f"features-{digest[:16]}"
     shard = group.shard.iloc[0]
     if not shard:  # frames not kept: decode the videos again, exactly as the decode stage did

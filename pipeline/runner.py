@@ -20,8 +20,8 @@ from pipeline.config import STAGES, Config, ConfigError
 from pipeline.decode import DecodeInputs, run_decode
 from pipeline.extract import ExtractInputs, ImportInputs, run_extract, run_import
 from pipeline.ingest import IngestInputs, run_ingest
-from pipeline.stage import StageInputs
-from storage.layout import Manifest
+from pipeline.stage import StageInputs, read_stage_manifest
+from storage.layout import Manifest, stage_dir
 
 log = logging.getLogger(__name__)
 
@@ -116,10 +116,29 @@ def run_front_end(
     return manifests
 
 
-def extract_inputs(config: Config, name: str, artifacts: Path) -> ExtractInputs:
-    """The extract stage's inputs for dataset `name` (its ingest and decode from cache, or run)."""
-    decode = run_front_end(config, name, "decode", artifacts)["decode"]
-    return ExtractInputs(artifacts=artifacts, dataset=name, decode=decode, config=config.extract)
+def built_extract_inputs(config: Config, name: str, artifacts: Path) -> ExtractInputs:
+    """The extract stage's inputs for dataset `name` from its built ingest and decode; builds
+    nothing (a worker embedding one shard must find what the submitting stage found)."""
+    ingest = IngestInputs(artifacts=artifacts, dataset=name, config=config.datasets[name])
+    decode = DecodeInputs(
+        artifacts=artifacts, dataset=name, ingest=_built(ingest, name), config=config.decode
+    )
+    return ExtractInputs(
+        artifacts=artifacts, dataset=name, decode=_built(decode, name), config=config.extract
+    )
+
+
+def _built(inputs: StageInputs, name: str) -> Manifest:
+    manifest = read_stage_manifest(
+        stage_dir(inputs.artifacts, inputs.stage, inputs.key), inputs.info_type
+    )
+    if manifest is None:
+        raise ConfigError(
+            f"{inputs.stage} of {name} is not built under {inputs.artifacts} (key {inputs.key}): "
+            "this process runs other code or config than the run that needs it, or another "
+            "artifact root"
+        )
+    return manifest
 
 
 def _front_end_datasets(config: Config, last: int) -> list[str]:

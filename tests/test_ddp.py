@@ -147,3 +147,26 @@ def test_two_process_fine_tune_matches_one_process_and_resumes_with_another_coun
                 torch.testing.assert_close(
                     tensor, reference[variant][name], atol=1e-4, rtol=1e-3, msg=name
                 )
+
+
+def test_a_batch_that_cannot_feed_every_process_is_refused(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """10 items in batches of 4 end with a batch of 2: one process trains on it, so 4 processes
+    must not leave it out (other steps, other key content); the error says what fits."""
+    from pipeline.training import ddp, fit
+
+    assert fit._drops_last_batch(9, 4, contrastive=True, shuffled=True)  # a lone item: dropped
+    assert not fit._drops_last_batch(10, 4, contrastive=True, shuffled=True)
+    monkeypatch.setattr(ddp, "world_size", lambda: 4)
+    with pytest.raises(ValueError, match="make a batch of 2: run at most 2 processes"):
+        fit._drops_last_batch(10, 4, contrastive=True, shuffled=True)
+    assert fit._drops_last_batch(9, 4, contrastive=True, shuffled=True)  # same rule as one
+
+
+def test_nproc_auto_is_one_process_on_the_cpu() -> None:
+    from pipeline.config import OptimConfig
+    from pipeline.training.launch import resolve_nproc
+
+    assert resolve_nproc(OptimConfig(device="cpu")) == 1
+    assert resolve_nproc(OptimConfig(device="cpu", nproc=3)) == 3

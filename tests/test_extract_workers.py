@@ -13,10 +13,11 @@ from pathlib import Path
 import pytest
 from prefect.settings import PREFECT_API_URL
 
-from flows.extract_shards import DEPLOYMENT, pool_runner
+from flows.extract_shards import DEPLOYMENT, fineco_extract_shard, pool_runner
+from pipeline.config import ConfigError
 from pipeline.config.loading import load_config
 from pipeline.extract import _plan, extract_one_shard, run_extract
-from pipeline.runner import extract_inputs
+from pipeline.runner import built_extract_inputs, run_front_end
 
 ROOT = Path(__file__).resolve().parent.parent
 POOL = "shards-test"
@@ -61,6 +62,12 @@ def two_workers(prefect_server: None, fresh_root: Callable[[str], Path]) -> Iter
             worker.wait()
 
 
+def extract_inputs(config, dataset: str, root: Path):
+    """The stage's inputs after ingest and decode are built (as the submitting flow has them)."""
+    run_front_end(config, dataset, "decode", root)
+    return built_extract_inputs(config, dataset, root)
+
+
 def _pool_records(inputs) -> dict[str, str]:  # feature shard name → its file's digest
     plan = _plan(inputs)
     return {record.name: record.digest for record in plan.pool.records()}
@@ -74,7 +81,7 @@ def test_two_workers_write_the_shards_one_process_writes(
     on_pool = extract_inputs(config, DATASET, two_workers)
     pending = [name for name, _ in _plan(on_pool).pending]
     assert len(pending) == 2
-    runner = pool_runner(POOL, "tiny", DATASET, [], False)
+    runner = pool_runner(POOL, "tiny", DATASET, [], False, on_pool.key)
     manifest = run_extract(on_pool, shard_runner=runner)
     assert manifest.info.embedded_seconds == manifest.info.seconds > 0
 
@@ -108,3 +115,78 @@ def test_a_finished_shard_is_not_embedded_again(fresh_artifacts: Path) -> None:
     assert path.stat().st_mtime_ns == written
     with pytest.raises(ValueError, match="no frame shard makes features-nothing"):
         extract_one_shard(inputs, "features-nothing")
+
+
+def test_a_worker_whose_inputs_differ_refuses_the_shard(
+    fresh_artifacts: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A worker builds nothing: without the submitting run's decode it stops; with it, a stage
+    key other than its own stops it too."""
+    monkeypatch.setenv("FINECO_ARTIFACTS", str(fresh_artifacts))
+    with pytest.raises(ConfigError, match="ingest of youcook2 is not built"):
+        fineco_extract_shard.fn("tiny", DATASET, "features-x", stage_key="0" * 20)
+    assert not (fresh_artifacts / "decode").exists()
+    extract_inputs(load_config("tiny"), DATASET, fresh_artifacts)
+    with pytest.raises(ConfigError, match="runs other code, config or artifact root"):
+        fineco_extract_shard.fn("tiny", DATASET, "features-x", stage_key="0" * 20)
+
+
+class _FakeClient:
+    """read_flow_run gives each run's next state in turn; set_flow_run_state is recorded."""
+
+    def __init__(self, states: dict) -> None:
+        self.states, self.set = states, []
+
+    def __enter__(self) -> _FakeClient:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        return None
+
+    def read_flow_run(self, run_id):
+        from types import SimpleNamespace
+
+        queue = self.states[run_id]
+        return SimpleNamespace(state=queue.pop(0) if len(queue) > 1 else queue[0])
+
+    def set_flow_run_state(self, run_id, state) -> None:
+        self.set.append((run_id, state.name))
+
+
+def test_a_failed_shard_run_stops_the_stage_after_the_others_end(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from uuid import uuid4
+
+    from prefect.states import Completed, Failed, Running
+
+    from flows import extract_shards
+
+    first, second = uuid4(), uuid4()
+    client = _FakeClient(
+        {first: [Failed(message="CUDA error")], second: [Running(), Running(), Completed()]}
+    )
+    monkeypatch.setattr(extract_shards, "get_client", lambda **_: client)
+    monkeypatch.setattr(extract_shards, "POLL_S", 0.0)
+    done = []
+    with pytest.raises(RuntimeError, match=r"1 shard runs did not complete.*a: flow run .*CUDA"):
+        for name in extract_shards._finished({first: "a", second: "b"}, POOL):
+            done.append(name)
+    assert done == ["b"]  # the second run was waited for before the stage stopped
+
+
+def test_shard_runs_no_worker_takes_are_cancelled(monkeypatch: pytest.MonkeyPatch) -> None:
+    from uuid import uuid4
+
+    from prefect.states import Scheduled
+
+    from flows import extract_shards
+
+    run = uuid4()
+    client = _FakeClient({run: [Scheduled()]})
+    monkeypatch.setattr(extract_shards, "get_client", lambda **_: client)
+    monkeypatch.setattr(extract_shards, "POLL_S", 0.0)
+    monkeypatch.setattr(extract_shards, "PICKUP_TIMEOUT_S", 0.0)
+    with pytest.raises(RuntimeError, match="no worker of work pool 'shards-test' took the 1"):
+        list(extract_shards._finished({run: "a"}, POOL))
+    assert client.set == [(run, "Cancelled")]

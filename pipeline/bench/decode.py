@@ -97,14 +97,15 @@ def _concurrent_rate(
     method: Method, video: Path, info: VideoInfo, config: DecodeConfig, processes: int
 ) -> float:
     """Video-seconds per second of `processes` fresh processes decoding at once (each the whole
-    video): their seconds over the slowest one's wall time."""
+    video): their seconds over the span from the first start to the last end."""
     with ThreadPoolExecutor(processes) as pool:
         runs = list(
             pool.map(
                 lambda _: _measure_in_fresh_process(method, video, info, config), range(processes)
             )
         )
-    return sum(run["video_s"] for run in runs) / max(run["wall_s"] for run in runs)
+    span = max(run["ended_at"] for run in runs) - min(run["started_at"] for run in runs)
+    return sum(run["video_s"] for run in runs) / span
 
 
 def _measure_in_fresh_process(
@@ -119,6 +120,7 @@ def _measure(
     method: Method, video: Path, info: VideoInfo, config: DecodeConfig
 ) -> dict[str, float]:
     """One timed pass (run in a fresh process). Frames: output frames (decoded ones for bare)."""
+    started_at = time.time()  # wall clock, to line up concurrent processes
     start = time.perf_counter()
     if method == "bare":
         _bare_decode(video, info)
@@ -135,6 +137,8 @@ def _measure(
     child = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024
     return {
         "wall_s": wall,
+        "started_at": started_at,
+        "ended_at": started_at + wall,
         "frames": frames,
         "video_s": video_s,
         "rss_self_mib": 0.0 if method == "bare" else own,  # bare: our process only waits

@@ -192,7 +192,8 @@ def _measure_train(job: dict[str, Any], device_name: str) -> dict[str, Any]:
             loss = objective(model, batch).total
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
-        torch.nn.utils.clip_grad_norm_(model.parameters(), finetune.optim.grad_clip)
+        clip = finetune.optim.grad_clip or math.inf  # 0 = no clipping, as in the loop
+        torch.nn.utils.clip_grad_norm_(model.parameters(), clip)
         optimizer.step()
 
     with FlopCounterMode(display=False) as counter:

@@ -16,6 +16,7 @@ The videos are rendered once into `<artifacts>/bench/` (`make_bench_video`, smal
 
 from __future__ import annotations
 
+import contextlib
 import resource
 import tempfile
 import time
@@ -104,9 +105,10 @@ def measure_memory(job: dict[str, Any]) -> dict[str, Any]:
                 clip_batches(stream_clips(videos, decode), extract.batch_seconds),
                 PREFETCH_BATCHES,
             )
-            for clips, _ in batches:
-                writer.append_rows(embed_clips(backbone, clips))  # (B, 512)
-                embedded += len(clips)
+            with contextlib.closing(batches):
+                for clips, _ in batches:
+                    writer.append_rows(embed_clips(backbone, clips))  # (B, 512)
+                    embedded += len(clips)
             writer.end_video()
             writer.commit()
         wall = time.perf_counter() - start

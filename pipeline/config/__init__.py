@@ -191,7 +191,9 @@ class OptimConfig:
     num_workers: NonNegativeInt = 0  # DataLoader worker processes
     # DDP (training/launch.py): torchrun processes; "auto" = one per GPU on cuda, 1 on the CPU.
     nproc: PositiveInt | Literal["auto"] = "auto"
-    gather_negatives: bool = True  # under DDP: contrastive negatives from every rank's rows
+    # Under DDP: contrastive negatives from every rank's rows. Off, each rank's batch share is
+    # its own negatives, so the loss depends on nproc, which then joins the cache key.
+    gather_negatives: bool = True
 
 
 @dataclass(frozen=True, config=SECTION)

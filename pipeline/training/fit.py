@@ -63,6 +63,8 @@ def optim_section(optim: OptimConfig) -> dict[str, Any]:
     section = asdict(optim)
     for name in SCHEDULING_FIELDS:
         section.pop(name)
+    if not optim.gather_negatives:  # each rank's negatives are its own: N changes the loss
+        section["nproc"] = optim.nproc
     return section
 
 
@@ -156,20 +158,25 @@ def _drops_last_batch(items: int, batch_size: int, contrastive: bool, shuffled: 
     """Whether each epoch leaves out its short last batch.
 
     A last batch of one item has no negatives: its contrastive loss (VideoCLIP's, FineCo's L2) is
-    0, yet AdamW would still move the weights (momentum, weight decay); and under DDP every rank
-    needs at least one row. Another item is left out each epoch, since the order is reshuffled.
-    Retrieval batches (`epoch_order`) are always full. Raises when the global batch cannot give
-    every rank a row.
+    0, yet AdamW would still move the weights (momentum, weight decay). Another item is left out
+    each epoch, since the order is reshuffled. Retrieval batches (`epoch_order`) are always full.
+
+    The rule does not depend on the number of processes, so N processes train exactly the steps
+    one process would (and resume under another N). A batch that cannot give every rank a row is
+    refused with what to change instead.
     """
-    world = ddp.world_size()
-    if world > 1 and (batch_size < world or items < world):
-        raise ValueError(
-            f"{world} processes need a batch of at least {world} items; batch_size is "
-            f"{batch_size} and the dataset has {items} items"
-        )
     short = items % batch_size
-    fewest = max(world, 2 if contrastive else 1)  # rows a last batch needs to be kept
-    return shuffled and 0 < short < fewest and items > short
+    drop = shuffled and contrastive and short == 1 and items > short
+    world = ddp.world_size()
+    kept_short = short if shuffled and not drop else 0  # a last batch that is trained on
+    if world > 1 and (batch_size < world or items < world or 0 < kept_short < world):
+        smallest = min(batch_size, items, kept_short or batch_size)
+        raise ValueError(
+            f"{world} processes need every batch to give each process an item, but {items} "
+            f"items in batches of {batch_size} make a batch of {smallest}: run at most "
+            f"{smallest} processes (--nproc, optim.nproc) or change optim.batch_size"
+        )
+    return drop
 
 
 @dataclass(frozen=True)

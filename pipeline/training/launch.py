@@ -59,15 +59,21 @@ PROGRESS = "FINECO-PROGRESS "  # the prefix of a rank-0 progress line on stdout
 TORCHRUN_ARGS = "FINECO_TORCHRUN_ARGS"
 # A rank waits this long in a collective (rank 0 validating an epoch, writing a checkpoint).
 TIMEOUT = timedelta(hours=2)
+STOP_WAIT_S = 30.0  # how long stopped ranks may take to exit before they are killed
 
 
 def resolve_nproc(optim: OptimConfig) -> int:
     """`optim.nproc`, with "auto" = one process per visible GPU on a cuda device, else 1."""
+    cuda = resolve_device(optim.device).type == "cuda"
+    gpus = torch.cuda.device_count() if cuda else 0
     if optim.nproc != "auto":
+        if cuda and optim.nproc > gpus:
+            raise ValueError(
+                f"optim.nproc={optim.nproc} processes on cuda, but {gpus} GPUs are visible "
+                "(one process per GPU)"
+            )
         return int(optim.nproc)
-    if resolve_device(optim.device).type != "cuda":
-        return 1
-    return max(torch.cuda.device_count(), 1)
+    return min(max(gpus, 1), optim.batch_size)  # every rank needs an item of each batch
 
 
 def launched(build: Build, inputs: Any, optim: OptimConfig) -> Callable[[Path], StageResult]:
@@ -125,13 +131,21 @@ def _run_relayed(command: list[str], env: dict[str, str]) -> int:
         command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, bufsize=1, env=env
     ) as process:
         assert process.stdout is not None
-        for line in process.stdout:
-            line = line.rstrip("\n")
-            if line.startswith(PROGRESS):
-                what, done, total = json.loads(line.removeprefix(PROGRESS))
-                report_progress(what, done, total)
-            elif line:
-                log.info("%s", line)
+        try:
+            for line in process.stdout:
+                line = line.rstrip("\n")
+                if line.startswith(PROGRESS):
+                    what, done, total = json.loads(line.removeprefix(PROGRESS))
+                    report_progress(what, done, total)
+                elif line:
+                    log.info("%s", line)
+        except BaseException:  # cancelled or interrupted: stop the ranks, not just this process
+            process.terminate()  # torchrun passes SIGTERM on to its ranks
+            try:
+                process.wait(timeout=STOP_WAIT_S)
+            except subprocess.TimeoutExpired:
+                process.kill()
+            raise
         return process.wait()
 
 

@@ -5,6 +5,9 @@ to 0 over the real run length, gradient clipping, mixed precision on GPU. The lo
 into `out_dir` (training/checkpoints.py) and resumes from its latest checkpoint bit for bit: model,
 optimizer, scheduler, loss scale and every RNG state are restored, and the loader is asked for the
 rest of the interrupted epoch. `out_dir/metrics.jsonl` holds one JSON line per optimizer step.
+Under DDP (training/ddp.py) the checkpoint holds rank 0's RNG state: ranks > 0 draw from a stream
+seeded by (seed, step, rank), so their dropout and `random`-strategy draws after a resume are
+not those of an uninterrupted run.
 
 With an `on_epoch` hook (validation), every epoch ends with a checkpoint and then the hook; its
 record goes to `out_dir/epochs.jsonl`, one line per epoch. A run killed between the checkpoint and
