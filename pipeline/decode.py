@@ -32,7 +32,7 @@ import pandas as pd
 from pipeline import progress
 from pipeline.config import DecodeConfig, section_dict
 from pipeline.stage import DecodeInfo, IngestInfo, StageInputs, StageResult, run_cached
-from pipeline.video.decoders import ClipWriter, decode_video
+from pipeline.video.decoders import ClipWriter, decode_video, probe_outcome
 from storage.digests import code_digest, json_digest
 from storage.layout import Manifest, cache_key
 from storage.pool import ShardPool, ShardRecord, chunk
@@ -43,7 +43,7 @@ log = logging.getLogger(__name__)
 
 MODULES = ("pipeline.decode", "pipeline.video.decoders", "pipeline.video.probe", "storage")
 # Fields that change the decoded pixels (and whether they are kept); the rest only schedule work.
-CONTENT_FIELDS = ("backend", "frames_per_second", "size", "keep_frames")
+CONTENT_FIELDS = ("backend", "frames_per_second", "size", "keep_frames", "streaming")
 FINGERPRINT = ("video_id", "bytes", "mtime")  # a video already decoded with the same file
 STATUS_COLUMNS = [
     "video_id",
@@ -151,7 +151,8 @@ def decode_shard(task: DecodeTask, config: DecodeConfig) -> ShardRecord:
     pool = ShardPool(Path(task.pool), prefix="frames")
     info = {name: getattr(config, name) for name in CONTENT_FIELDS}
     if not config.keep_frames:
-        rows = [_decode_row(video, SecondCounter(), config) for video in task.videos]
+        decode = _probe_row if config.streaming else _decode_row
+        rows = [decode(video, SecondCounter(), config) for video in task.videos]
         digest = json_digest({"rows": rows, "info": info})
         return pool.commit(ShardRecord(task.name, file="", digest=digest, rows=rows, info=info))
     path = pool.shard_path(task.name)
@@ -166,6 +167,13 @@ def _decode_row(video: dict[str, Any], writer: ClipWriter, config: DecodeConfig)
     outcome = decode_video(Path(video["path"]), video["video_id"], writer, config)
     progress.advance(VIDEOS)  # reaches a listener when shards run in threads, not processes
     return {**video, **asdict(outcome)}  # decode_video logs bad videos
+
+
+def _probe_row(video: dict[str, Any], writer: ClipWriter, config: DecodeConfig) -> dict:
+    """`decode.streaming`: the header only (extract decodes the video, once)."""
+    outcome = probe_outcome(Path(video["path"]), video["video_id"])
+    progress.advance(VIDEOS)
+    return {**video, **asdict(outcome)}
 
 
 def finish_decode(
@@ -284,7 +292,7 @@ def _with_progress(
 
 
 def _summary(name: str, table: pd.DataFrame, config: DecodeConfig) -> DecodeInfo:
-    bad = table[table.status != "ok"]
+    bad = table[~table.status.isin(["ok", "probed"])]
     return DecodeInfo(
         dataset=name,
         videos=len(table),
@@ -295,6 +303,7 @@ def _summary(name: str, table: pd.DataFrame, config: DecodeConfig) -> DecodeInfo
         size=config.size,
         backend=config.backend,
         keep_frames=config.keep_frames,
+        streaming=config.streaming,
         shards=sorted(set(table.shard_digest)),
     )
 

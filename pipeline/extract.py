@@ -1,8 +1,12 @@
 """Extract stage: one-second clips → S3D-G `video_embedding` features in HDF5 shards (DESIGN.md §3).
 
 A dataset that comes as pre-extracted features (`datasets.<name>.features`, one `<id>.npy` per
-video) is imported instead (`run_import`): its files are checked and copied into feature shards
-with the same index, so the stages after extract cannot tell the two apart.
+video) is imported instead (`pipeline/feature_import.py`): its files are checked and copied into
+feature shards with the same index, so the stages after extract cannot tell the two apart.
+
+With `decode.streaming` the decode stage has only read the headers: the videos are decoded here
+for the first time, in the same pass that embeds them, and those that end before their header's
+seconds are kept as far as they decoded and listed in the manifest (`ended_early`).
 
 Each frame shard maps to one feature shard named after the frame shard's content digest, in a pool
 shared by every run with the same backbone and code, so adding videos extracts only the new
@@ -22,7 +26,6 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, ClassVar
 
-import numpy as np
 import pandas as pd
 
 from models.s3dg import EMBEDDING_DIM
@@ -31,7 +34,6 @@ from pipeline.config import DecodeConfig, ExtractConfig
 from pipeline.stage import (
     DecodeInfo,
     ExtractInfo,
-    IngestInfo,
     StageInputs,
     StageResult,
     run_cached,
@@ -223,6 +225,7 @@ def run_extract(
             records[group.shard_digest.iloc[0]] = record
         index = _index(plan.usable, records, plan.pool, folder)
         write_table(index, folder / "index.parquet")
+        ended_early = _ended_early(plan.usable, index)
         info = ExtractInfo(
             dataset=name,
             weights=plan.identity,
@@ -232,6 +235,7 @@ def run_extract(
             embedded_seconds=embedded,
             embedded_per_second=round(embedded / elapsed, 2) if embedded else None,
             device=str(backbones[0].device) if backbones else None,
+            ended_early=ended_early,
         )
         return StageResult(outputs={"index": "index.parquet"}, info=info)
 
@@ -307,7 +311,11 @@ def decode_settings(decode: Manifest[DecodeInfo]) -> DecodeConfig:
     """The decode settings a decode manifest was produced with (to decode the same clips)."""
     info = decode.info
     return DecodeConfig(
-        backend=info.backend, frames_per_second=info.frames_per_second, size=info.size
+        backend=info.backend,
+        frames_per_second=info.frames_per_second,
+        size=info.size,
+        keep_frames=info.keep_frames,
+        streaming=info.streaming,
     )
 
 
@@ -321,84 +329,22 @@ def _index(
     }
     rows = []
     for video in usable.itertuples():
+        if video.video_id not in positions[video.shard_digest]:  # streaming: nothing decoded
+            continue
         row, n_seconds = positions[video.shard_digest][video.video_id]
         shard = os.path.relpath(pool.folder / records[video.shard_digest].file, folder)
         rows.append([video.video_id, shard, row, n_seconds])
     return pd.DataFrame(rows, columns=INDEX_COLUMNS)
 
 
-IMPORT_VIDEOS_PER_SHARD = 256
-
-
-@dataclass(frozen=True, kw_only=True)
-class ImportInputs(StageInputs):
-    """An ingested dataset whose videos are `.npy` feature files (no decode, no S3D-G)."""
-
-    stage: ClassVar[str] = "extract"
-    modules: ClassVar[tuple[str, ...]] = ("pipeline.extract", "storage")
-    info_type: ClassVar[type] = ExtractInfo
-
-    dataset: str
-    ingest: Manifest[IngestInfo]
-
-    def section(self) -> dict[str, Any]:
-        return {"dataset": self.dataset, "imported": True, "dim": EMBEDDING_DIM}
-
-    def upstream(self) -> tuple[Manifest[Any], ...]:
-        return (self.ingest,)  # its videos table names every file with its size and mtime
-
-
-def run_import(inputs: ImportInputs) -> Manifest[ExtractInfo]:
-    """Copy each video's (seconds, 512) `.npy` features into feature shards and index them."""
-
-    def build(folder: Path) -> StageResult[ExtractInfo]:
-        videos = read_table(inputs.ingest.output("videos"))
-        rows = []
-        for number, start in enumerate(range(0, len(videos), IMPORT_VIDEOS_PER_SHARD)):
-            group = videos.iloc[start : start + IMPORT_VIDEOS_PER_SHARD]
-            shard = f"shards/features-{number:05d}.h5"
-            with FeatureShardWriter(folder / shard, EMBEDDING_DIM, {"imported": True}) as writer:
-                for position, video in enumerate(group.itertuples()):
-                    features = read_feature_file(Path(video.path), video.video_id)
-                    writer.add(video.video_id, features)
-                    rows.append([video.video_id, shard, position, len(features)])
-                    progress.report("extract: imported videos", len(rows), len(videos))
-                writer.commit()
-        index = pd.DataFrame(rows, columns=INDEX_COLUMNS)
-        write_table(index, folder / "index.parquet")
-        seconds = int(index.n_seconds.sum())
-        info = ExtractInfo(
-            dataset=inputs.dataset,
-            weights={"imported": True},
-            random_init=False,
-            videos=len(index),
-            seconds=seconds,
-            embedded_seconds=0,
-            embedded_per_second=None,
-            device=None,
-            imported=True,
-        )
-        log.info("extract %s: imported %d videos, %d seconds", inputs.dataset, len(index), seconds)
-        return StageResult(outputs={"index": "index.parquet"}, info=info)
-
-    return run_cached(inputs, build)
-
-
-def read_feature_file(path: Path, video_id: str) -> np.ndarray:
-    """A video's pre-extracted features, checked: (seconds >= 1, 512) finite floats."""
-    try:
-        features = np.load(path, allow_pickle=False)
-    except (OSError, ValueError) as error:
-        raise ValueError(f"features of video {video_id!r}: cannot read {path}: {error}") from None
-    if features.ndim != 2 or features.shape[1] != EMBEDDING_DIM or len(features) == 0:
-        raise ValueError(
-            f"features of video {video_id!r}: {path} holds an array of shape "
-            f"{features.shape}; expected (seconds >= 1, {EMBEDDING_DIM}), one row per second"
-        )
-    if features.dtype.kind != "f":
-        raise ValueError(
-            f"features of video {video_id!r}: {path} holds {features.dtype}, not floats"
-        )
-    if not np.isfinite(features).all():
-        raise ValueError(f"features of video {video_id!r}: {path} holds NaN or infinite values")
-    return features
+def _ended_early(usable: pd.DataFrame, index: pd.DataFrame) -> dict[str, str]:
+    """`decode.streaming`: videos that decoded to fewer seconds than decode's header count (two
+    passes cannot: extract then refuses a video whose seconds changed)."""
+    got = dict(zip(index.video_id, index.n_seconds, strict=True))
+    ended = {}
+    for video in usable.itertuples():
+        decoded = int(got.get(video.video_id, 0))
+        if decoded < video.n_seconds:
+            ended[video.video_id] = f"decoded {decoded} of {video.n_seconds} seconds"
+            log.warning("extract: video %s %s", video.video_id, ended[video.video_id])
+    return ended

@@ -18,7 +18,8 @@ from typing import Any, Protocol
 
 from pipeline.config import STAGES, Config, ConfigError
 from pipeline.decode import DecodeInputs, run_decode
-from pipeline.extract import ExtractInputs, ImportInputs, run_extract, run_import
+from pipeline.extract import ExtractInputs, run_extract
+from pipeline.feature_import import ImportInputs, run_import
 from pipeline.ingest import IngestInputs, run_ingest
 from pipeline.stage import StageInputs, read_stage_manifest
 from storage.layout import Manifest, stage_dir

@@ -206,6 +206,9 @@ class DecodeInfo:
     backend: str
     keep_frames: bool
     shards: list[str]  # content digests of the frame shards used
+    # one pass: statuses "probed" and `seconds` from the headers; extract decodes (and records
+    # the videos that end early in ExtractInfo.ended_early)
+    streaming: bool = False
 
 
 @dataclass(frozen=True)
@@ -219,6 +222,9 @@ class ExtractInfo:
     embedded_per_second: float | None
     device: str | None  # None when every shard came from the pool
     imported: bool = False  # features read from the dataset's files, not computed by S3D-G
+    # decode.streaming: videos that decoded to fewer seconds than their header → "decoded k of
+    # n seconds" (0: left out of the index)
+    ended_early: dict[str, str] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)

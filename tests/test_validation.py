@@ -31,7 +31,7 @@ from pipeline.evaluation.validation import (
     selector_entropy,
     validation_pairs,
 )
-from pipeline.extract import ImportInputs, run_import
+from pipeline.feature_import import ImportInputs, run_import
 from pipeline.finetune import FinetuneInputs, run_finetune
 from pipeline.ingest import IngestInputs, run_ingest
 from pipeline.reporting.tables import ds_label

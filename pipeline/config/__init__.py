@@ -91,6 +91,19 @@ class DecodeConfig:
     # Keep decoded clips in frame shards (4.5 MB per video-second at 30 frames of 224 px). Off:
     # decode still checks every video and counts its seconds, and extract decodes it again.
     keep_frames: StrictBool = True
+    # With keep_frames off: one pass. Decode only reads each header (status "probed", the
+    # header's seconds); extract decodes and embeds each video at once and records those that
+    # end early. For corpora whose frames do not fit on disk and whose second decode costs.
+    streaming: StrictBool = False
+
+    @model_validator(mode="after")
+    def _streaming_keeps_no_frames(self) -> DecodeConfig:
+        require(
+            not (self.streaming and self.keep_frames),
+            "decode.streaming needs decode.keep_frames=false (frames are never decoded by the "
+            "decode stage in streaming mode)",
+        )
+        return self
 
 
 @dataclass(frozen=True, config=SECTION)

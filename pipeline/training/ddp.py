@@ -88,6 +88,11 @@ def reseed(seed: int, step: int) -> None:
     torch.manual_seed((int(high) & 0x7FFFFFFF) << 32 | int(low))
 
 
+def ranks_note() -> str:
+    """' × N processes' under DDP, '' in one process (for the log)."""
+    return f" × {world_size()} processes" if world_size() > 1 else ""
+
+
 def barrier() -> None:
     """Wait for every rank (no-op in one process)."""
     if world_size() > 1:

@@ -5,9 +5,8 @@ to 0 over the real run length, gradient clipping, mixed precision on GPU. The lo
 into `out_dir` (training/checkpoints.py) and resumes from its latest checkpoint bit for bit: model,
 optimizer, scheduler, loss scale and every RNG state are restored, and the loader is asked for the
 rest of the interrupted epoch. `out_dir/metrics.jsonl` holds one JSON line per optimizer step.
-Under DDP (training/ddp.py) the checkpoint holds rank 0's RNG state: ranks > 0 draw from a stream
-seeded by (seed, step, rank), so their dropout and `random`-strategy draws after a resume are
-not those of an uninterrupted run.
+Under DDP (training/ddp.py) ranks > 0 reseed by (seed, step, rank) on a resume: their dropout
+and `random`-strategy draws are not an uninterrupted run's.
 
 With an `on_epoch` hook (validation), every epoch ends with a checkpoint and then the hook; its
 record goes to `out_dir/epochs.jsonl`, one line per epoch. A run killed between the checkpoint and
@@ -252,7 +251,8 @@ class _Trainer:
         log.info(
             "training steps %d..%d of %d (%d epochs × %d) on %s%s, amp %s, warm-up %d",
             *(self.progress.step + 1, stop, self.total_steps, self.config.epochs),
-            *(self.steps_per_epoch, self.device, _ranks(), self.amp_dtype or "off", self.warmup),
+            *(self.steps_per_epoch, self.device, ddp.ranks_note(), self.amp_dtype or "off"),
+            self.warmup,
         )
         self.model.train()
         progress, every = self.progress, self.config.checkpoint_every
@@ -389,11 +389,6 @@ def _epoch_batches(
         f"the loader of epoch {epoch} gave {count} batches after skipping {skip}; expected "
         f"{wanted} (steps_per_epoch={steps_per_epoch})"
     )
-
-
-def _ranks() -> str:
-    """' × N processes' under DDP, '' in one process (for the log)."""
-    return f" × {ddp.world_size()} processes" if ddp.world_size() > 1 else ""
 
 
 def _seed_everything(seed: int) -> None:

@@ -37,7 +37,9 @@ def shard_clips(reader: FrameShardReader, chunk_seconds: int) -> Iterator[VideoC
 
 
 def stream_clips(videos: pd.DataFrame, decode: DecodeConfig) -> Iterator[VideoClips]:
-    """The clips of videos decoded again from their files (`decode.keep_frames=false`)."""
+    """The clips of videos decoded from their files (`decode.keep_frames=false`): again, after
+    decode counted them, or for the first time with `decode.streaming` (then a video may end
+    before its header's seconds; what decoded is kept)."""
     for video in videos.itertuples():
         yield video.video_id, _redecode(Path(video.path), video.video_id, video.n_seconds, decode)
 
@@ -49,7 +51,7 @@ def _redecode(path: Path, video_id: str, n_seconds: int, decode: DecodeConfig) -
         produced += 1
         yield clip[None]  # (1, F, S, S, 3)
     clips.close()
-    if produced != n_seconds:
+    if produced != n_seconds and not (decode.streaming and produced < n_seconds):
         raise RuntimeError(
             f"video {video_id} ({path}) now decodes to {produced} seconds, but decode recorded "
             f"{n_seconds}: the file changed after the decode stage ran; run decode again"

@@ -70,7 +70,7 @@ class DecodeOutcome:
     """One row of decode.parquet. Unknown facts of a video that failed to probe are NaN / ""."""
 
     video_id: str
-    status: Literal["ok", "truncated", "failed", "too_short"]
+    status: Literal["ok", "truncated", "failed", "too_short", "probed"]
     error: str  # "" when ok; "<reason>: <message>" when failed
     duration_s: float
     native_fps: float
@@ -281,6 +281,26 @@ def _first_line(error: Exception) -> str:
     return (str(error).strip().splitlines() or [type(error).__name__])[0]
 
 
+def probe_outcome(path: Path, video_id: str) -> DecodeOutcome:
+    """The header's facts without decoding (`decode.streaming`): status "probed" with the
+    header's K seconds, or "failed" / "too_short" as `decode_video` would say."""
+    try:
+        info = probe_video(path)
+    except VideoError as error:
+        return _probe_failure(video_id, error)
+    return DecodeOutcome(
+        video_id, "probed", "", info.duration_s, info.native_fps, info.codec, clip_count(info)
+    )
+
+
+def _probe_failure(video_id: str, error: VideoError) -> DecodeOutcome:
+    log.warning("decode %s: %s", video_id, error)
+    nan = float("nan")
+    # Under one second is no feature step: excluded as too short, not counted as broken.
+    status = "too_short" if error.reason == "too_short" else "failed"
+    return DecodeOutcome(video_id, status, f"{error.reason}: {error.message}", nan, nan, "", 0)
+
+
 def decode_video(
     path: Path, video_id: str, writer: ClipWriter, config: DecodeConfig
 ) -> DecodeOutcome:
@@ -294,11 +314,7 @@ def decode_video(
     try:
         info = probe_video(path)
     except VideoError as error:
-        log.warning("decode %s: %s", video_id, error)
-        nan = float("nan")
-        # Under one second is no feature step: excluded as too short, not counted as broken.
-        status = "too_short" if error.reason == "too_short" else "failed"
-        return DecodeOutcome(video_id, status, f"{error.reason}: {error.message}", nan, nan, "", 0)
+        return _probe_failure(video_id, error)
     expected = clip_count(info)
     writer.begin_video(video_id)
     try:
