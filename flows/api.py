@@ -49,3 +49,15 @@ def descendants(client: Any, flow_run_id: UUID) -> list[FlowRun]:
         found += level
         parents = [run.id for run in level]
     return found
+
+
+def check_deployment_pool(name: str, pool: str, setting: str) -> None:
+    """Deployment `name` must be on work pool `pool`, which config key `setting` names (else the
+    runs sent there would go to a pool that nobody named)."""
+    with get_client(sync_client=True) as client:
+        deployment = client.read_deployment_by_name(name)
+    if deployment.work_pool_name != pool:
+        raise ConfigError(
+            f"{setting}={pool!r} but deployment {name} is on pool "
+            f"{deployment.work_pool_name!r}; run `prefect --no-prompt deploy --all`"
+        )

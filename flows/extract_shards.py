@@ -26,6 +26,7 @@ from prefect import flow, get_client, get_run_logger
 from prefect.deployments import run_deployment
 from prefect.states import Cancelled
 
+from flows.api import check_deployment_pool
 from flows.parameters import check_pipeline
 from pipeline.config import ConfigError
 from pipeline.extract import GroupRunner, ShardWork, extract_one_shard
@@ -74,7 +75,7 @@ def pool_runner(
     def run(groups: list[tuple[str, pd.DataFrame]], work: ShardWork) -> Iterator[str]:
         if not groups:
             return
-        _check_pool(pool)
+        check_deployment_pool(DEPLOYMENT, pool, "execution.extract_pool")
         log.info("extract %s: %d shards to work pool %s", dataset, len(groups), pool)
         runs: dict[UUID, str] = {}
         for name, _ in groups:
@@ -93,16 +94,6 @@ def pool_runner(
         yield from _finished(runs, pool)
 
     return run
-
-
-def _check_pool(pool: str) -> None:
-    with get_client(sync_client=True) as client:
-        deployment = client.read_deployment_by_name(DEPLOYMENT)
-    if deployment.work_pool_name != pool:
-        raise ConfigError(
-            f"execution.extract_pool={pool!r} but deployment {DEPLOYMENT} is on pool "
-            f"{deployment.work_pool_name!r}; run `prefect --no-prompt deploy --all`"
-        )
 
 
 def _finished(runs: dict[UUID, str], pool: str) -> Iterator[str]:

@@ -23,6 +23,7 @@ from prefect.context import FlowRunContext
 from prefect.deployments import run_deployment
 from prefect.states import Failed
 
+from flows.api import check_deployment_pool
 from flows.artifacts import (
     ProgressArtifact,
     epoch_rows,
@@ -120,13 +121,7 @@ def run_on_gpu_pool(plan: _Plan, stage: str, rerun: bool) -> None:
     results land in the shared artifact root, so this flow then finds them cached."""
     pool = plan.settings.execution.gpu_pool
     name = f"fineco/{stage}"
-    with get_client(sync_client=True) as client:
-        deployment = client.read_deployment_by_name(name)
-    if deployment.work_pool_name != pool:
-        raise ConfigError(
-            f"execution.gpu_pool={pool!r} but deployment {name} is on pool "
-            f"{deployment.work_pool_name!r}; run `prefect --no-prompt deploy --all`"
-        )
+    check_deployment_pool(name, pool, "execution.gpu_pool")
     parameters = {
         "config": plan.config,
         "stages": [stage],

@@ -11,16 +11,18 @@ every parameter's gradient to OUT (torch.save). `no-gather` turns gathered negat
 
 from __future__ import annotations
 
-import os
+import dataclasses
 import sys
 from pathlib import Path
+from types import SimpleNamespace
 
 import numpy as np
 import torch
 import torch.distributed as dist
+from tiny_model import TINY_MODEL
 
 from models.distributed import gathering
-from pipeline.config import FinecoConfig, FinetuneConfig, ModelConfig
+from pipeline.config import FinecoConfig, FinetuneConfig
 from pipeline.training import ddp
 from pipeline.training.batches import ClipItem, collate
 from pipeline.training.data import rank_share
@@ -28,17 +30,7 @@ from pipeline.training.model_factory import build_model
 from pipeline.training.objectives import finetune_objective
 
 CLIPS = 5
-MODEL = ModelConfig(
-    random_init=True,
-    random_hidden=32,
-    random_layers=2,
-    random_heads=2,
-    random_intermediate=37,
-    video_layers=1,
-    max_video_len=8,
-    max_text_tokens=16,
-    dropout=0.0,
-)
+MODEL = dataclasses.replace(TINY_MODEL, dropout=0.0)  # a step is a function of the batch
 
 
 def clips() -> list[ClipItem]:
@@ -54,8 +46,7 @@ def clips() -> list[ClipItem]:
 
 
 def main(out: Path, gather: bool) -> None:
-    if int(os.environ.get("WORLD_SIZE", "1")) > 1:
-        dist.init_process_group("gloo")
+    """The step (in the process group, if one is open)."""
     torch.manual_seed(0)
     model, _ = build_model(MODEL)
     settings = FinetuneConfig(fineco=FinecoConfig(enabled=True, strategy="median"))
@@ -74,9 +65,27 @@ def main(out: Path, gather: bool) -> None:
     if ddp.is_main():
         grads = {name: p.grad.clone() for name, p in model.named_parameters() if p.grad is not None}
         torch.save({"loss": loss, "parts": parts, "grads": grads}, out)
-    if ddp.world_size() > 1:
-        dist.destroy_process_group()
+
+
+def failing_build(inputs: object, folder: Path) -> None:
+    """A stage build (for `launch`) whose rank 1 fails after a DDP step while rank 0 goes on to
+    wait in a collective: the launch must end, not hang, and name the error."""
+
+    def loss(net: torch.nn.Module, x: torch.Tensor) -> SimpleNamespace:
+        return SimpleNamespace(total=net(x).sum(), parts={})
+
+    model = ddp.wrap(torch.nn.Linear(4, 1), loss, torch.device("cpu"))
+    assert model is not None
+    total, _ = model(torch.ones(2, 4))
+    total.backward()
+    if ddp.rank() == 1:
+        raise ValueError(f"rank 1 fails on purpose in {folder.name}")
+    dist.barrier()  # rank 1 never comes: torchrun must stop this rank once rank 1 has exited
 
 
 if __name__ == "__main__":
+    dist.init_process_group("gloo")
     main(Path(sys.argv[1]), gather="no-gather" not in sys.argv[2:])
+    # After main's DDP model is gone: a group whose last reference a DDP model drops can hang
+    # in gloo's destructor (it joins a thread that waits for the GIL).
+    dist.destroy_process_group()

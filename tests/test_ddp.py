@@ -176,3 +176,25 @@ def test_nproc_auto_is_one_process_on_the_cpu() -> None:
 
     assert resolve_nproc(OptimConfig(device="cpu")) == 1
     assert resolve_nproc(OptimConfig(device="cpu", nproc=3)) == 3
+
+
+def test_a_rank_that_fails_ends_the_launch_with_its_error(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Rank 1 raises after a DDP step while rank 0 waits in a collective: the failed rank exits,
+    torchrun stops rank 0 and the stage fails naming the error, in seconds rather than at the
+    2-hour collective timeout."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    from ddp_step import failing_build
+
+    from pipeline.training.launch import _launch
+
+    monkeypatch.setenv("PYTHONPATH", str(STEP_SCRIPT.parent))  # the ranks import ddp_step
+    monkeypatch.setenv("OMP_NUM_THREADS", "1")
+    caplog.set_level("INFO", logger="pipeline.training.launch")
+    with ThreadPoolExecutor(1) as pool:
+        launch = pool.submit(_launch, failing_build, None, 2, "gloo", tmp_path)
+        with pytest.raises(RuntimeError, match="2-process torchrun run exited with 1"):
+            launch.result(timeout=240)
+    assert "rank 1 fails on purpose" in caplog.text

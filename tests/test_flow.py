@@ -94,6 +94,7 @@ def test_override_reruns_only_the_fineco_branch(harness: Path) -> None:
 
 def test_gpu_stages_run_on_the_gpu_pool(harness: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """With execution.gpu_pool set, each GPU stage first runs as deployment fineco/<stage>."""
+    import flows.api
     import flows.pipeline_flow as module
 
     calls: list[tuple[str, dict]] = []
@@ -118,6 +119,7 @@ def test_gpu_stages_run_on_the_gpu_pool(harness: Path, monkeypatch: pytest.Monke
 
     monkeypatch.setattr(module, "run_deployment", run_deployment)
     monkeypatch.setattr(module, "get_client", lambda sync_client: Client())
+    monkeypatch.setattr(flows.api, "get_client", lambda sync_client: Client())
     # extract and pretrain are cached: no pool run; finetune is rebuilt; evaluate is re-keyed
     overrides = ["execution.gpu_pool=gpu", "evaluate.dual_softmax_temperature=0.7"]
     _, states = _run(stages=STAGES, overrides=overrides, rerun=["finetune"])

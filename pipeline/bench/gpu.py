@@ -25,7 +25,7 @@ from dataclasses import asdict
 from typing import Any
 
 from pipeline.bench.process import run_job, table
-from pipeline.bench.train import PAPER_MODEL, _finetune, _random_batch
+from pipeline.bench.train import PAPER_MODEL, _finetune, _random_batch, training_step
 from pipeline.config import ExtractConfig, FinetuneConfig, ModelConfig
 
 # Dense bf16 tensor-core peaks (vendor data sheets), by a substring of torch's device name.
@@ -187,15 +187,7 @@ def _measure_train(job: dict[str, Any], device_name: str) -> dict[str, Any]:
     objective = finetune_objective(finetune)
     batch = _random_batch(job["batch"], model_config, device)
 
-    def step() -> None:
-        with torch.autocast(device.type, dtype=amp, enabled=amp is not None):
-            loss = objective(model, batch).total
-        optimizer.zero_grad(set_to_none=True)
-        loss.backward()
-        clip = finetune.optim.grad_clip or math.inf  # 0 = no clipping, as in the loop
-        torch.nn.utils.clip_grad_norm_(model.parameters(), clip)
-        optimizer.step()
-
+    step = training_step(model, objective, batch, optimizer, amp, finetune.optim.grad_clip)
     with FlopCounterMode(display=False) as counter:
         step()  # also the warm-up
     flops = counter.get_total_flops()

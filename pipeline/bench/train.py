@@ -14,6 +14,7 @@ import dataclasses
 import resource
 import statistics
 import time
+from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from typing import Any
 
@@ -142,14 +143,7 @@ def measure_train(job: dict[str, Any]) -> dict[str, Any]:
     objective = finetune_objective(finetune)
     batch = _random_batch(job["batch_size"], model_config, device)
 
-    def step() -> None:
-        with torch.autocast(device.type, dtype=amp, enabled=amp is not None):
-            loss = objective(model, batch).total
-        optimizer.zero_grad(set_to_none=True)
-        loss.backward()
-        torch.nn.utils.clip_grad_norm_(model.parameters(), finetune.optim.grad_clip)
-        optimizer.step()
-
+    step = training_step(model, objective, batch, optimizer, amp, finetune.optim.grad_clip)
     step()  # warm-up: allocator, kernels, Adam state
     if device.type == "cuda":
         torch.cuda.synchronize()
@@ -174,6 +168,28 @@ def measure_train(job: dict[str, Any]) -> dict[str, Any]:
         "amp": str(amp).replace("torch.", "") if amp is not None else "off",
         "threads": torch.get_num_threads(),
     }
+
+
+def training_step(
+    model: Any, objective: Any, batch: Any, optimizer: Any, amp: Any, grad_clip: float
+) -> Callable[[], None]:
+    """One full step as the training loop takes it: the loss under autocast (`amp` None: off),
+    backward, clipping at `grad_clip` (0 = none, as in the loop), the optimizer."""
+    import math
+
+    import torch
+
+    max_norm = grad_clip or math.inf
+
+    def step() -> None:
+        with torch.autocast(batch.video.device.type, dtype=amp, enabled=amp is not None):
+            loss = objective(model, batch).total
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(model.parameters(), max_norm)
+        optimizer.step()
+
+    return step
 
 
 def _random_batch(size: int, model: ModelConfig, device: Any) -> Any:

@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import contextlib
 import functools
+import gc
 import importlib
 import json
 import logging
@@ -34,6 +35,7 @@ import pickle
 import shlex
 import subprocess
 import sys
+import traceback
 from collections.abc import Callable
 from datetime import timedelta
 from pathlib import Path
@@ -167,9 +169,26 @@ def main(argv: list[str]) -> int:
             result = build(job["inputs"], job_path.parent)
         if is_main():
             atomic_write_bytes(job_path.parent / RESULT, pickle.dumps(result))
+    except BaseException as error:
+        _drop_locals(error)  # the failed build's DDP model goes before the group (below)
+        raise
     finally:
+        # Gloo's group, if a DDP model's reducer drops the last reference to it, is destroyed
+        # holding the GIL while it joins a thread that may wait for the GIL: the rank hangs. So
+        # every DDP model (cycles too) is freed before the group is.
+        gc.collect()
         dist.destroy_process_group()
     return 0
+
+
+def _drop_locals(error: BaseException) -> None:
+    """Free the locals of the frames an exception (and those it chains) holds on to."""
+    seen: set[int] = set()
+    current: BaseException | None = error
+    while current is not None and id(current) not in seen:
+        seen.add(id(current))
+        traceback.clear_frames(current.__traceback__)
+        current = current.__cause__ or current.__context__
 
 
 if __name__ == "__main__":
