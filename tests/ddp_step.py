@@ -1,12 +1,13 @@
 """One training step of the tiny model on a fixed global batch, as one rank of a torchrun launch.
 
-    python -m torch.distributed.run --nproc-per-node N tests/ddp_step.py OUT [no-gather]
+    python -m torch.distributed.run --nproc-per-node N tests/ddp_step.py OUT
 
 Every rank builds the same tiny model (dropout 0), takes its share of a fixed batch of 5 clips
 (`rank_share`: 3 + 2 under two processes), computes FineCo's fine-tuning loss (median strategy:
 its threshold is a global-batch statistic) as the training loop does (DDP wrapper, the loss
-weighted by the rank's rows) and back-propagates. Rank 0 saves the global loss, its parts and
-every parameter's gradient to OUT (torch.save). `no-gather` turns gathered negatives off.
+weighted by the rank's rows) and back-propagates, once with gathered negatives and once
+without. Rank 0 saves each step's global loss, its parts and every parameter's gradient to OUT
+(torch.save: {"gather": ..., "local": ...}).
 """
 
 from __future__ import annotations
@@ -45,8 +46,15 @@ def clips() -> list[ClipItem]:
     return items
 
 
-def main(out: Path, gather: bool) -> None:
-    """The step (in the process group, if one is open)."""
+def main(out: Path) -> None:
+    """Both steps (in the process group, if one is open); rank 0 saves them."""
+    steps = {"gather": step(gather=True), "local": step(gather=False)}
+    if ddp.is_main():
+        torch.save(steps, out)
+
+
+def step(gather: bool) -> dict:
+    """One step from the same initial weights: the global loss, its parts, the gradients."""
     torch.manual_seed(0)
     model, _ = build_model(MODEL)
     settings = FinetuneConfig(fineco=FinecoConfig(enabled=True, strategy="median"))
@@ -62,9 +70,8 @@ def main(out: Path, gather: bool) -> None:
             total, parts = wrapped(batch)
         total, loss, parts = ddp.weighted(total, parts, batch.size)
     total.backward()
-    if ddp.is_main():
-        grads = {name: p.grad.clone() for name, p in model.named_parameters() if p.grad is not None}
-        torch.save({"loss": loss, "parts": parts, "grads": grads}, out)
+    grads = {name: p.grad.clone() for name, p in model.named_parameters() if p.grad is not None}
+    return {"loss": loss, "parts": parts, "grads": grads}
 
 
 def failing_build(inputs: object, folder: Path) -> None:
@@ -85,7 +92,7 @@ def failing_build(inputs: object, folder: Path) -> None:
 
 if __name__ == "__main__":
     dist.init_process_group("gloo")
-    main(Path(sys.argv[1]), gather="no-gather" not in sys.argv[2:])
-    # After main's DDP model is gone: a group whose last reference a DDP model drops can hang
+    main(Path(sys.argv[1]))
+    # After main's DDP models are gone: a group whose last reference a DDP model drops can hang
     # in gloo's destructor (it joins a thread that waits for the GIL).
     dist.destroy_process_group()

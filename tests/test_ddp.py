@@ -29,14 +29,15 @@ from storage.layout import MANIFEST_NAME
 STEP_SCRIPT = Path(__file__).with_name("ddp_step.py")
 
 
-def _step(out: Path, nproc: int, *flags: str) -> dict:
-    if nproc == 1:  # no process group: the step runs here
+def _steps(out: Path, nproc: int) -> dict[str, dict]:
+    """{"gather": the step with gathered negatives, "local": without} (module ddp_step)."""
+    if nproc == 1:  # no process group: the steps run here
         from ddp_step import main
 
-        main(out, gather="no-gather" not in flags)
+        main(out)
         return torch.load(out)
     command = [sys.executable, "-m", "torch.distributed.run", "--standalone"]
-    command += [f"--nproc-per-node={nproc}", str(STEP_SCRIPT), str(out), *flags]
+    command += [f"--nproc-per-node={nproc}", str(STEP_SCRIPT), str(out)]
     done = subprocess.run(command, capture_output=True, text=True, timeout=300)
     assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
     return torch.load(out)
@@ -56,14 +57,14 @@ def test_one_step_on_two_processes_equals_one_process(tmp_path: Path) -> None:
     """Gathered negatives, the global median threshold and the row weighting: loss and every
     gradient of a 2-rank step (3 + 2 rows) equal one process on the 5-clip batch. The check can
     fail: with each rank's negatives its own rows, the 2-rank loss is lower."""
-    one = _step(tmp_path / "one.pt", 1)
-    two = _step(tmp_path / "two.pt", 2)
+    one = _steps(tmp_path / "one.pt", 1)["gather"]  # one process: gathering changes nothing
+    steps = _steps(tmp_path / "two.pt", 2)
+    two, local = steps["gather"], steps["local"]
     assert two["loss"] == pytest.approx(one["loss"], rel=1e-6)
     for name in ("l1", "l2"):
         assert two["parts"][name] == pytest.approx(one["parts"][name], rel=1e-6)
     assert len(one["grads"]) > 10
     _assert_same_gradients(one["grads"], two["grads"])
-    local = _step(tmp_path / "local.pt", 2, "no-gather")
     assert local["parts"]["l2"] < one["parts"]["l2"] - 1e-3  # fewer negatives, lower loss
 
 
